@@ -1,0 +1,77 @@
+"""Atomic, versioned JSON state files: what the native backend manages, across restarts.
+
+A write goes to a temporary file in the same directory, is fsynced, renamed over the old
+file, and the directory is fsynced, so a crash leaves either the old or the new content.
+A file that cannot be parsed, or has an unknown version, stops start-up with an error
+naming it; it is never silently replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FORMAT = "osd-state"
+
+
+class StateError(Exception):
+    """A state file is unreadable or of an unknown format; the message names the file."""
+
+
+class StateFile:
+    """One JSON document: ``{"format": "osd-state", "kind": KIND, "version": N, "data": {...}}``."""
+
+    def __init__(self, directory: str | os.PathLike[str], kind: str, version: int = 1) -> None:
+        self.path = Path(directory) / f"{kind}.json"
+        self.kind = kind
+        self.version = version
+
+    def load(self) -> dict[str, Any]:
+        """The stored data, or {} when the file does not exist; raises StateError."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StateError(f"state file {self.path}: cannot read: {exc.strerror}") from exc
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise StateError(f"state file {self.path}: not valid JSON ({exc}); fix or move it aside") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("kind") != self.kind:
+            raise StateError(f"state file {self.path}: not an osd {self.kind} state file")
+        if doc.get("version") != self.version:
+            raise StateError(
+                f"state file {self.path}: version {doc.get('version')!r}, this osd reads version {self.version}"
+            )
+        data = doc.get("data")
+        if not isinstance(data, dict):
+            raise StateError(f"state file {self.path}: 'data' must be an object")
+        return data
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Replace the stored data atomically (temp file, fsync, rename, directory fsync)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"format": FORMAT, "kind": self.kind, "version": self.version, "data": data}
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.kind}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f, indent=1, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -1,0 +1,78 @@
+"""The one way osd runs external programs: argv only, LC_ALL=C, a deadline, rich errors.
+
+No other module imports subprocess. A missing program is NotSupported naming it; a
+non-zero exit is ToolFailed with argv, exit code and stderr; a run past its deadline is
+killed and raised as Timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+from collections.abc import Container, Mapping, Sequence
+
+from .errors import NotSupported, Timeout, ToolFailed
+
+# Daemons started by systemd or from a login shell may lack the sbin directories.
+SEARCH_PATH = os.pathsep.join(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+DEFAULT_DEADLINE_S = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def which(tool: str) -> str | None:
+    """The absolute path of ``tool``, or None when it is not installed."""
+    return shutil.which(tool, path=SEARCH_PATH)
+
+
+def require(tool: str, package: str | None = None) -> str:
+    """The absolute path of ``tool``; raises NotSupported naming it (and its package) when missing."""
+    path = which(tool)
+    if path is None:
+        hint = f" (Debian package {package})" if package else ""
+        raise NotSupported(f"{tool} is not installed{hint}")
+    return path
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    input: bytes | None = None,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    ok: Container[int] = (0,),
+    env: Mapping[str, str] | None = None,
+) -> Result:
+    """Run ``argv`` to completion; raises NotSupported, ToolFailed or Timeout."""
+    if not argv:
+        raise ValueError("empty argv")
+    path = require(argv[0])
+    full_env = {"PATH": SEARCH_PATH, "LC_ALL": "C", "LANG": "C", **(env or {})}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            path, *argv[1:],
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=full_env,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise NotSupported(f"{argv[0]} is not installed") from exc
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(input), deadline_s)
+    except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        proc.kill()
+        await proc.wait()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        raise Timeout(deadline_s, " ".join(argv[:3])) from exc
+    result = Result(tuple(argv), proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+    if result.returncode not in ok:
+        raise ToolFailed(list(argv), result.returncode, result.stderr)
+    return result
