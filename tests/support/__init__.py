@@ -1,0 +1,1 @@
+"""Test support: a fake backend, daemon processes, labs."""
