@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
+from osd import methods
 from osd.client import Client
 
 HERE = Path(__file__).resolve().parent
@@ -26,8 +29,17 @@ FAKE_DAEMON = [sys.executable, str(HERE / "fake_daemon.py")]
 REAL_DAEMON = [sys.executable, "-m", "osd", "serve"]
 
 
+_CATALOGUE = methods.registry()
+
+
 class DaemonFailed(Exception):
     pass
+
+
+def check_result(method: str, result: Any) -> None:
+    """Raise jsonschema.ValidationError when ``result`` breaks the method's declared result schema."""
+    if method in _CATALOGUE:
+        jsonschema.validate(result, dict(_CATALOGUE.get(method).result))
 
 
 class Daemon:
@@ -43,6 +55,8 @@ class Daemon:
         self.argv = [*prefix, *command, "--socket", self.socket, "--state-dir", self.state_dir, *args]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        # The fake backend echoes params; real backends must honour the declared result schemas.
+        self.check_results = list(command) != FAKE_DAEMON
 
     # ------------------------------------------------------------ life cycle
     def start(self, timeout: float = 30.0) -> "Daemon":
@@ -119,8 +133,12 @@ class Daemon:
         return Client(self.socket, **kwargs)
 
     def call(self, method: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """The result of one call, checked against the catalogue's result schema; raises RpcError."""
         with self.client(**kwargs) as client:
-            return client.call(method, params)
+            result = client.call(method, params)
+        if self.check_results:
+            check_result(method, result)
+        return result
 
     def curl(self, body: str, *, path: str = "/", extra: Sequence[str] = ()) -> tuple[int, str]:
         """POST ``body`` with curl over the socket: (HTTP status, response body)."""

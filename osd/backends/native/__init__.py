@@ -1,4 +1,18 @@
-"""The native backend: net.* and vol.* carried out on this host's kernel and tools."""
+"""The native backend: net.* and vol.* carried out on this host's kernel and tools.
+
+It is a set of services, each a class with an ``Implementations`` table (see impl.py)
+and this shape::
+
+    namespace: str                       # "net" or "vol"
+    implementations: Implementations     # spec name -> method
+    async def start(self) -> None        # load state, reconcile with the kernel
+    async def close(self) -> None
+    async def health(self) -> dict       # {"ok": bool, "status": str, ...}
+    async def drift(self) -> list[dict]  # optional: managed objects that differ from the kernel
+    async def checks(self) -> list[dict] # optional: [{name, ok, detail}] for net.health
+
+Several services may share a namespace; no method may be implemented twice.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +20,10 @@ from typing import Any
 
 from ...config import Config
 from ...errors import NotSupported
+from ...methods import net
 from ...registry import MethodSpec, Tier
 from ...rpc import Caller
+from .impl import Implementations
 
 MOS_ONLY = "Open vSwitch methods exist only on MOS nodes; this daemon runs the native backend"
 
@@ -17,17 +33,26 @@ class NativeBackend:
 
     mode = "native"
 
-    def __init__(self, config: Config, services: list[Any] | None = None) -> None:
+    def __init__(self, config: Config, services: list[Any]) -> None:
         self.config = config
-        self.services: list[Any] = services if services is not None else []
+        self.services = [*services, Overview(services)]
         self._handlers: dict[str, Any] = {}
         for service in self.services:
             for name, fn in type(service).implementations.items():
+                if name in self._handlers:
+                    raise TypeError(f"{name} is implemented by two services")
                 self._handlers[name] = fn.__get__(service)
 
     async def start(self) -> None:
-        for service in self.services:
-            await service.start()
+        started = []
+        try:
+            for service in self.services:
+                await service.start()
+                started.append(service)
+        except BaseException:
+            for service in reversed(started):
+                await service.close()
+            raise
 
     async def close(self) -> None:
         for service in reversed(self.services):
@@ -42,14 +67,54 @@ class NativeBackend:
         return await handler(**params)
 
     async def health(self) -> dict[str, dict[str, Any]]:
-        report: dict[str, dict[str, Any]] = {
-            ns: {"ok": True, "status": "ok", "backend": "native"} for ns in ("net", "vol")
-        }
+        report: dict[str, dict[str, Any]] = {ns: {"ok": True, "status": "ok", "backend": "native"}
+                                             for ns in ("net", "vol")}
         for service in self.services:
-            report[service.namespace] = {"backend": "native", **await service.health()}
+            status = await service.health()
+            entry = report[service.namespace]
+            entry["ok"] = entry["ok"] and status.get("ok", False)
+            if not status.get("ok", False):
+                entry["status"] = status.get("status", "failed")
         return report
 
 
+implements = Implementations()
+
+
+class Overview:
+    """net.verify and net.health: gathered from every service that offers drift() or checks()."""
+
+    namespace = "net"
+    implementations = implements
+
+    def __init__(self, services: list[Any]) -> None:
+        self._services = services
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def health(self) -> dict[str, Any]:
+        return {"ok": True, "status": "ok"}
+
+    @implements(net.VERIFY)
+    async def verify(self) -> dict[str, Any]:
+        """Every managed object compared with the kernel; read-only."""
+        drift = [item for s in self._services if hasattr(s, "drift") for item in await s.drift()]
+        return {"ok": not drift, "drift": drift}
+
+    @implements(net.HEALTH)
+    async def net_health(self) -> dict[str, Any]:
+        """Every service's checks; failed when a check fails, degraded when there is drift."""
+        checks = [check for s in self._services if hasattr(s, "checks") for check in await s.checks()]
+        drift = (await self.verify())["drift"]
+        checks.append({"name": "managed objects match the kernel", "ok": not drift,
+                       "detail": f"{len(drift)} drifted" if drift else "no drift"})
+        failed = [c for c in checks[:-1] if not c["ok"]]
+        status = "failed" if failed else "degraded" if drift else "ok"
+        return {"status": status, "checks": checks}
+
+
 def create(config: Config) -> NativeBackend:
-    """The native backend with every service this host can run."""
+    """The native backend with every service of this host."""
     return NativeBackend(config, services=[])
