@@ -20,10 +20,11 @@ from typing import Any
 
 from ...config import Config
 from ...errors import NotSupported
-from ...methods import net
+from ...methods import net as net_methods  # `net` is the subpackage of net services
 from ...registry import MethodSpec, Tier
 from ...rpc import Caller
 from .impl import Implementations
+from .net import services as net_services
 
 MOS_ONLY = "Open vSwitch methods exist only on MOS nodes; this daemon runs the native backend"
 
@@ -97,13 +98,13 @@ class Overview:
     async def health(self) -> dict[str, Any]:
         return {"ok": True, "status": "ok"}
 
-    @implements(net.VERIFY)
+    @implements(net_methods.VERIFY)
     async def verify(self) -> dict[str, Any]:
         """Every managed object compared with the kernel; read-only."""
         drift = [item for s in self._services if hasattr(s, "drift") for item in await s.drift()]
         return {"ok": not drift, "drift": drift}
 
-    @implements(net.HEALTH)
+    @implements(net_methods.HEALTH)
     async def net_health(self) -> dict[str, Any]:
         """Every service's checks; failed when a check fails, degraded when there is drift."""
         checks = [check for s in self._services if hasattr(s, "checks") for check in await s.checks()]
@@ -117,4 +118,4 @@ class Overview:
 
 def create(config: Config) -> NativeBackend:
     """The native backend with every service of this host."""
-    return NativeBackend(config, services=[])
+    return NativeBackend(config, services=[*net_services(config)])

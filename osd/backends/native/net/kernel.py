@@ -1,0 +1,159 @@
+"""The rtnetlink socket the net services share: pyroute2's AsyncIPRoute behind one lock.
+
+pyroute2 answers a second request on a socket whose dump is still running with EBUSY,
+so every request takes the lock and consumes its whole answer before releasing it.
+pyroute2's NetlinkError (and OSError from the socket) never leave this module: they
+become KernelError carrying the errno and the operation, plus the kernel's extended
+ack text when it sent one ("Nexthop has invalid gateway").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ....errors import KernelError, NotFound
+from ..impl import Implementations
+
+log = logging.getLogger("osd.net")
+
+Message = Any  # a decoded pyroute2 netlink message (nlmsg); read with .get()
+
+
+def errno_of(exc: KernelError) -> int:
+    """The errno a KernelError carries."""
+    return int((exc.data or {}).get("errno", 0))
+
+
+class Kernel:
+    """The socket as a service: opened at start, closed at close; no methods of its own.
+
+    Every request and dump is atomic with respect to the others (one at a time, answer
+    fully read). Raises KernelError(errno, op) for anything the kernel refuses.
+    """
+
+    namespace = "net"
+    implementations = Implementations()
+
+    def __init__(self) -> None:
+        self._ipr: AsyncIPRoute | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        # groups=0: the daemon reads no broadcasts, so none may pile up in the socket.
+        self._ipr = AsyncIPRoute(groups=0, ext_ack=True)
+
+    async def close(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    async def health(self) -> dict[str, Any]:
+        ok = self._ipr is not None
+        return {"ok": ok, "status": "ok" if ok else "failed"}
+
+    async def checks(self) -> list[dict[str, Any]]:
+        """rtnetlink answers a request, and /dev/net/tun exists (taps need it)."""
+        try:
+            await self.request("get link lo", "link", "get", index=1)
+            netlink = {"name": "rtnetlink", "ok": True, "detail": "answers"}
+        except KernelError as exc:
+            netlink = {"name": "rtnetlink", "ok": False, "detail": exc.message}
+        tun = os.path.exists("/dev/net/tun")
+        return [netlink, {"name": "/dev/net/tun", "ok": tun, "detail": "present" if tun else "missing: no taps"}]
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, op: str) -> AsyncIterator[AsyncIPRoute]:
+        if self._ipr is None:
+            raise KernelError(errno.ENOTCONN, op)
+        async with self._lock:
+            try:
+                yield self._ipr
+            except NetlinkError as exc:
+                raise KernelError(exc.code, _described(op, exc)) from exc
+            except OSError as exc:
+                raise KernelError(exc.errno or errno.EIO, op) from exc
+
+    async def dump(self, op: str, what: str, **kwargs: Any) -> list[Message]:
+        """Every message of one dump (``what``: link, addr, route, neigh); read-only."""
+        async with self._turn(op) as ipr:
+            return [msg async for msg in await getattr(ipr, what)("dump", **kwargs)]
+
+    async def vlans(self, op: str) -> list[Message]:
+        """The AF_BRIDGE link dump with VLAN information (bridge and port VLAN tables)."""
+        async with self._turn(op) as ipr:
+            return [msg async for msg in await ipr.get_vlans()]
+
+    async def request(self, op: str, what: str, command: str, **kwargs: Any) -> list[Message]:
+        """One request (``ipr.<what>(command, **kwargs)``) and its answer."""
+        async with self._turn(op) as ipr:
+            return list(await getattr(ipr, what)(command, **kwargs))
+
+    async def link(self, name: str) -> Message | None:
+        """The link called ``name``, or None when there is none."""
+        try:
+            (msg,) = await self.request(f"get link {name}", "link", "get", ifname=name)
+        except KernelError as exc:
+            if errno_of(exc) == errno.ENODEV:
+                return None
+            raise
+        return msg
+
+    async def link_by_index(self, index: int) -> Message | None:
+        """The link with this ifindex, or None when there is none."""
+        try:
+            (msg,) = await self.request(f"get link {index}", "link", "get", index=index)
+        except KernelError as exc:
+            if errno_of(exc) == errno.ENODEV:
+                return None
+            raise
+        return msg
+
+    async def require_link(self, name: str, kind: str = "interface") -> Message:
+        """The link called ``name``; raises NotFound(kind, name) when there is none."""
+        msg = await self.link(name)
+        if msg is None:
+            raise NotFound(kind, name)
+        return msg
+
+    async def require_bridge(self, name: str) -> Message:
+        """The bridge called ``name``; raises NotFound("bridge", name) when there is no such bridge."""
+        msg = await self.link(name)
+        if msg is None or kind_of(msg) != "bridge":
+            raise NotFound("bridge", name)
+        return msg
+
+    async def remove_quietly(self, name: str) -> None:
+        """Delete link ``name`` if it exists, to undo a creation: a failure is logged, since
+        the error the caller reports is the one that made it undo."""
+        try:
+            msg = await self.link(name)
+            if msg is not None:
+                await self.request(f"delete link {name}", "link", "del", index=msg["index"])
+        except KernelError as exc:
+            log.error("cannot undo the creation of %s: %s", name, exc.message)
+
+    async def names(self) -> dict[int, str]:
+        """ifindex -> name of every link."""
+        return {msg["index"]: msg.get("ifname") for msg in await self.dump("dump links", "link")}
+
+
+def kind_of(msg: Message) -> str | None:
+    """The link's IFLA_INFO_KIND ("bridge", "veth", "tun", ...), or None for a physical link."""
+    kind = msg.get(("linkinfo", "kind"))
+    return str(kind) if kind is not None else None
+
+
+def _described(op: str, exc: NetlinkError) -> str:
+    text = str(exc.args[1]) if len(exc.args) > 1 else ""
+    if text and text != os.strerror(exc.code):
+        return f"{op} (kernel: {text})"
+    return op
