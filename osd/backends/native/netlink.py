@@ -138,8 +138,10 @@ class Decoder:
 
     `header_len` is where attributes start (netlink header plus family header); `header`
     lists (offset in the message, struct code) of fixed fields; `attrs` lists (attribute
-    path, struct code), code "s" meaning the raw payload bytes. A call returns the header
-    values, then the attribute values in the order given, None for absent attributes.
+    path, struct code), where code "s" reads the raw payload bytes and "z" the bytes of a
+    string without its terminating NUL (the kernel terminates every string it sends). A
+    call returns the header values, then the attribute values in the order given, None
+    for absent attributes. Raises NetlinkError(EPROTO) on a malformed message.
 
     Speed: the first message of each layout is walked and remembered as a template: the
     offsets of the attribute headers visited and the header words found there. A later
@@ -165,12 +167,17 @@ class Decoder:
         self._key = struct.Struct(f"=I{header_len - 4}xI").unpack_from  # length, 1st attr header
         self._templates: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
         self._count = 0
+        self._last: tuple[Any, ...] = (-1,)  # the template that matched last: dumps repeat layouts
 
     def __call__(self, buf: Buffer, off: int, length: int) -> tuple[Any, ...]:
+        last = self._last
+        if last[0] == length and last[1](buf, off) == last[2]:
+            return last[4](last[3](buf, off) + _NONE)  # type: ignore[no-any-return]
         if length >= self._start + 4:
-            for check, expect, values, pick in self._templates.get(self._key(buf, off), ()):
-                if check(buf, off) == expect:
-                    return pick(values(buf, off) + _NONE)  # type: ignore[no-any-return]
+            for template in self._templates.get(self._key(buf, off), ()):
+                if template[1](buf, off) == template[2]:
+                    self._last = template
+                    return template[4](template[3](buf, off) + _NONE)  # type: ignore[no-any-return]
         return self._learn(buf, off, length)
 
     def _learn(self, buf: Buffer, off: int, length: int) -> tuple[Any, ...]:
@@ -182,8 +189,9 @@ class Decoder:
             span = found.get(path)
             if span is None:
                 continue
-            if code == "s":
-                code = f"{span[1]}s"
+            if code == "s" or code == "z":
+                terminated = code == "z" and span[1] > 0 and buf[span[0] + span[1] - 1] == 0
+                code = f"{span[1] - terminated}s"
             elif struct.calcsize("=" + code) > span[1]:
                 continue  # shorter than its type: treat as absent rather than misread
             slots.append((span[0] - off, code, i))
@@ -196,9 +204,8 @@ class Decoder:
             if self._count >= _MAX_TEMPLATES:
                 self._templates.clear()
                 self._count = 0
-            self._templates.setdefault(self._key(buf, off), []).append(
-                (check, check(buf, off), values, pick)
-            )
+            self._last = (length, check, check(buf, off), values, pick)
+            self._templates.setdefault(self._key(buf, off), []).append(self._last)
             self._count += 1
         return pick(values(buf, off) + _NONE)  # type: ignore[no-any-return]
 

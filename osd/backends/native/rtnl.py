@@ -60,8 +60,8 @@ class LinkNotFound(NetlinkError):
 
 
 def _text(raw: bytes | None) -> str | None:
-    """A NUL-terminated kernel string; undecodable bytes survive as surrogate escapes."""
-    return None if raw is None else raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
+    """A kernel string (link names are bytes); undecodable bytes survive as surrogate escapes."""
+    return None if raw is None else raw.decode(errors="surrogateescape")
 
 
 def _ifname(name: str, op: str) -> bytes:
@@ -91,10 +91,10 @@ class Rtnl:
         # Decoders hold the message layouts they have learned, so they live as long as the
         # socket: a daemon that keeps one Rtnl decodes every dump after the first quickly.
         self._links = Decoder(32, [(18, "H"), (20, "i"), (24, "I")], [
-            ((IFLA_IFNAME,), "s"), ((IFLA_MTU,), "I"), ((IFLA_OPERSTATE,), "B"),
-            ((IFLA_MASTER,), "I"), ((IFLA_ADDRESS,), "s"), ((IFLA_LINKINFO, IFLA_INFO_KIND), "s"),
+            ((IFLA_IFNAME,), "z"), ((IFLA_MTU,), "I"), ((IFLA_OPERSTATE,), "B"),
+            ((IFLA_MASTER,), "I"), ((IFLA_ADDRESS,), "s"), ((IFLA_LINKINFO, IFLA_INFO_KIND), "z"),
         ])  # fmt: skip
-        self._names = Decoder(32, [(20, "i")], [((IFLA_IFNAME,), "s")])
+        self._names = Decoder(32, [(20, "i")], [((IFLA_IFNAME,), "z")])
         self._addrs = Decoder(24, [(16, "B"), (17, "B"), (20, "I")], [((IFA_ADDRESS,), "s"), ((IFA_LOCAL,), "s")])
         self._routes = Decoder(28, [(16, "B"), (17, "B"), (20, "B"), (21, "B"), (22, "B"), (23, "B")], [
             ((RTA_TABLE,), "I"), ((RTA_DST,), "s"), ((RTA_GATEWAY,), "s"), ((RTA_OIF,), "I"),
@@ -208,13 +208,19 @@ class Rtnl:
         protocol ("kernel", "boot", "static", "dhcp", "ra", ... or the number as text),
         scope ("global", "link", "host", ...), table (number), type ("unicast", "local",
         "broadcast", ...)}; a multipath route has dev and gateway None and adds
-        nexthops [{gateway, dev, weight}]. Raises ValueError for an unknown family.
+        nexthops [{gateway, dev, weight}]. A table that does not exist has no routes.
+        Raises ValueError for an unknown family.
         """
         number = _family(family)
         request = _RTMSG.pack(number, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
         if table:
             request += attr_u32(RTA_TABLE, table)  # the kernel filters by it under strict checking
-        rows = await self._nl.request("dump routes", RTM_GETROUTE, request, self._routes)
+        try:
+            rows = await self._nl.request("dump routes", RTM_GETROUTE, request, self._routes)
+        except NetlinkError as exc:
+            if not (table and exc.errno == errno.ENOENT):
+                raise
+            rows = []  # strict checking: "FIB table does not exist" when asked for one family
         result: list[dict[str, Any]] = []
         for fam, dst_len, rtm_table, proto, scope, rtype, rta_table, dst, gateway, oif, metric, multipath in rows:
             rtable = rta_table if rta_table is not None else rtm_table
