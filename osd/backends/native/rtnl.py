@@ -11,9 +11,10 @@ import errno
 import socket
 import struct
 from types import TracebackType
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from osd.backends.native.netlink import Decoder, NetlinkError, NetlinkSocket, attr, attr_u32, walk
+from osd.backends.native.netlink import Buffer, Decoder, NetlinkError, NetlinkSocket, attr, attr_u32, walk
 
 __all__ = ["LinkNotFound", "NetlinkError", "Rtnl", "interfaces", "neighbors", "routes"]
 
@@ -26,6 +27,7 @@ NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
 IFF_LOWER_UP = 0x10000
 RT_TABLE_MAIN = 254
 IFNAMSIZ = 16
+T = TypeVar("T")
 _LOOKUPS_BEFORE_DUMP = 32
 
 # Family headers: ifinfomsg, ifaddrmsg, rtmsg, ndmsg; attributes follow at 16 + their size.
@@ -59,9 +61,9 @@ class LinkNotFound(NetlinkError):
         self.name = name
 
 
-def _text(raw: bytes | None) -> str | None:
+def _text(raw: bytes) -> str:
     """A kernel string (link names are bytes); undecodable bytes survive as surrogate escapes."""
-    return None if raw is None else raw.decode(errors="surrogateescape")
+    return raw.decode(errors="surrogateescape")
 
 
 def _ifname(name: str, op: str) -> bytes:
@@ -79,6 +81,46 @@ def _family(family: str | None) -> int:
     return _FAMILY_NUMBERS[family]
 
 
+def link_decoder() -> Decoder:
+    """A Decoder of RTM_NEWLINK/RTM_DELLINK messages into the rows link_entry reads."""
+    return Decoder(32, [(18, "H"), (20, "i"), (24, "I")], [
+        ((IFLA_IFNAME,), "z"), ((IFLA_MTU,), "I"), ((IFLA_OPERSTATE,), "B"),
+        ((IFLA_MASTER,), "I"), ((IFLA_ADDRESS,), "s"), ((IFLA_LINKINFO, IFLA_INFO_KIND), "z"),
+    ])  # fmt: skip
+
+
+def link_entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    """One interface of Rtnl.interfaces from a link_decoder row, with no addresses yet and
+    its master as an ifindex (or None)."""
+    arphrd, index, flags, name, mtu, oper, master, mac, kind = row
+    return {
+        "name": _text(name),
+        "index": index,
+        "kind": _text(kind) if kind else ARPHRD.get(arphrd) or f"[{arphrd}]",
+        "mac": mac.hex(":") if mac else None,
+        "mtu": mtu,
+        "state": OPERSTATES[oper] if oper is not None and oper < len(OPERSTATES) else "unknown",
+        "carrier": bool(flags & IFF_LOWER_UP),
+        "addresses": [],
+        "master": master or None,
+    }
+
+
+def address_decoder() -> Decoder:
+    """A Decoder of RTM_NEWADDR/RTM_DELADDR messages into the rows address_entry reads."""
+    return Decoder(24, [(16, "B"), (17, "B"), (20, "I")], [((IFA_ADDRESS,), "s"), ((IFA_LOCAL,), "s")])
+
+
+def address_entry(row: tuple[Any, ...]) -> tuple[int, dict[str, Any]] | None:
+    """(ifindex, {family, address, prefixlen}) from an address_decoder row; None unless
+    IPv4 or IPv6. The address is IFA_LOCAL when present, else IFA_ADDRESS: they differ
+    only for a point-to-point peer, and `ip` shows the local one too."""
+    family, prefixlen, index, address, local = row
+    if family not in FAMILIES:
+        return None
+    return index, {"family": FAMILIES[family], "address": socket.inet_ntop(family, local or address), "prefixlen": prefixlen}
+
+
 class Rtnl:
     """rtnetlink queries over one socket, created in the calling thread's namespace.
 
@@ -90,12 +132,10 @@ class Rtnl:
         self._nl = NetlinkSocket()
         # Decoders hold the message layouts they have learned, so they live as long as the
         # socket: a daemon that keeps one Rtnl decodes every dump after the first quickly.
-        self._links = Decoder(32, [(18, "H"), (20, "i"), (24, "I")], [
-            ((IFLA_IFNAME,), "z"), ((IFLA_MTU,), "I"), ((IFLA_OPERSTATE,), "B"),
-            ((IFLA_MASTER,), "I"), ((IFLA_ADDRESS,), "s"), ((IFLA_LINKINFO, IFLA_INFO_KIND), "z"),
-        ])  # fmt: skip
+        links, addrs = link_decoder(), address_decoder()
+        self._links = lambda buf, off, length: link_entry(links(buf, off, length))
+        self._addrs = lambda buf, off, length: address_entry(addrs(buf, off, length))
         self._names = Decoder(32, [(20, "i")], [((IFLA_IFNAME,), "z")])
-        self._addrs = Decoder(24, [(16, "B"), (17, "B"), (20, "I")], [((IFA_ADDRESS,), "s"), ((IFA_LOCAL,), "s")])
         self._routes = Decoder(28, [(16, "B"), (17, "B"), (20, "B"), (21, "B"), (22, "B"), (23, "B")], [
             ((RTA_TABLE,), "I"), ((RTA_DST,), "s"), ((RTA_GATEWAY,), "s"), ((RTA_OIF,), "I"),
             ((RTA_PRIORITY,), "I"), ((RTA_MULTIPATH,), "s"),
@@ -123,47 +163,35 @@ class Rtnl:
         state is the operstate in lowercase ("up", "down", "unknown", "lowerlayerdown", ...);
         carrier is IFF_LOWER_UP (running with carrier, `ip`'s LOWER_UP); addresses are
         [{family: "inet"|"inet6", address, prefixlen}] in kernel order, each the local
-        address (IFA_LOCAL when present, else IFA_ADDRESS: these differ only for
-        point-to-point peers, and `ip` shows the local one too); master is the master
-        link's name (the bridge of a port) or None.
+        address (see address_entry); master is the master link's name (the bridge of a
+        port) or None.
         A name is looked up by the kernel, not by a dump. Raises LinkNotFound if no link
         has that name.
         """
-        if name is None:
-            links = await self._nl.request("dump links", RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0), self._links)
-            index = 0
-        else:
-            links = [await self._link_by_name(name, self._links)]
-            index = links[0][1]
-        # With strict checking the kernel dumps only this index's addresses; without it,
-        # every address comes and the filter below drops the others.
-        addrs = await self._nl.request("dump addresses", RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, index), self._addrs)
+        links = await self.link_entries(name)
+        index = links[0]["index"] if name is not None else 0
         by_index: dict[int, list[dict[str, Any]]] = {}
-        ntop = socket.inet_ntop
-        for family, prefixlen, ifindex, address, local in addrs:
-            if family in FAMILIES and (not index or ifindex == index):
-                entry = {"family": FAMILIES[family], "address": ntop(family, local or address), "prefixlen": prefixlen}
-                by_index.setdefault(ifindex, []).append(entry)
-        kinds: dict[bytes | None, str | None] = {None: None}  # decode each kind once
-        result = []
-        for arphrd, ifindex, flags, raw_name, mtu, oper, master, mac, kind in links:
-            if kind not in kinds:
-                kinds[kind] = _text(kind)
-            result.append({
-                "name": _text(raw_name),
-                "index": ifindex,
-                "kind": kinds[kind] or ARPHRD.get(arphrd) or f"[{arphrd}]",
-                "mac": mac.hex(":") if mac else None,
-                "mtu": mtu,
-                "state": OPERSTATES[oper] if oper is not None and oper < len(OPERSTATES) else "unknown",
-                "carrier": bool(flags & IFF_LOWER_UP),
-                "addresses": by_index.get(ifindex, []),
-                "master": master or None,  # an index until _name_links
-            })  # fmt: skip
-        await self._name_links(result, "master", {entry["index"]: entry["name"] for entry in result})
-        return result
+        for ifindex, entry in await self.address_entries(index):
+            by_index.setdefault(ifindex, []).append(entry)
+        for link in links:
+            link["addresses"] = by_index.get(link["index"], [])
+        await self._name_links(links, "master", {link["index"]: link["name"] for link in links})
+        return links
 
-    async def _link_by_name(self, name: str, decoder: Decoder) -> tuple[Any, ...]:
+    async def link_entries(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every link, or the one named, as link_entry makes them. Raises LinkNotFound."""
+        if name is None:
+            return await self._nl.request("dump links", RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0), self._links)
+        return [await self._link_by_name(name, self._links)]
+
+    async def address_entries(self, index: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        """(ifindex, address) pairs as address_entry makes them, of one link if index is set."""
+        # With strict checking the kernel dumps only this index's addresses; without it,
+        # every address comes and the filter drops the others.
+        rows = await self._nl.request("dump addresses", RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, index), self._addrs)
+        return [row for row in rows if not index or row[0] == index]
+
+    async def _link_by_name(self, name: str, decoder: Callable[[Buffer, int, int], T]) -> T:
         """One link looked up by the kernel by name. Raises LinkNotFound."""
         op = f"get link {name}"
         request = _IFINFOMSG.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, _ifname(name, op))
@@ -185,7 +213,7 @@ class Rtnl:
         names = dict(known)
         if len(wanted) > _LOOKUPS_BEFORE_DUMP:
             rows = await self._nl.request("dump links", RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0), self._names)
-            names.update((index, _text(name) or "") for index, name in rows)
+            names.update((index, _text(name)) for index, name in rows)
         else:
             for index in sorted(wanted):
                 op = f"get link {index}"
@@ -197,7 +225,7 @@ class Rtnl:
                     if exc.errno != errno.ENODEV:
                         raise
                     continue
-                names[index] = _text(rows[0][1]) or ""
+                names[index] = _text(rows[0][1])
         for entry in entries:
             entry[key] = names.get(entry[key])
 
