@@ -13,6 +13,8 @@ thread that creates it, and times, as the median of --runs runs:
   pyroute2  AsyncIPRoute: get_links() + get_addr(), every message received
   osd       Rtnl.interfaces() + json.dumps of the result, on a kept socket (the daemon's
             case); also split into its parts, and on a new socket per call.
+  watch     InterfaceWatch.interfaces() + json.dumps: answered from notifications, no
+            dump per call (the kernel's own dump work is most of "osd query").
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from osd.backends.native import rtnl  # noqa: E402
+from osd.backends.native import linkwatch, rtnl  # noqa: E402
 from tests.system.netns_lab import ip_batch, scratch_netns  # noqa: E402
 
 
@@ -90,6 +92,13 @@ async def inner(runs: int) -> dict[str, float]:
         json.dumps(await rtnl.interfaces())
 
     result["osd new socket"] = await timed(runs, osd_new_socket)
+
+    async with linkwatch.InterfaceWatch() as watch:
+
+        async def watched() -> None:
+            json.dumps(await watch.interfaces())
+
+        result["watch"] = await timed(runs, watched)
     return result
 
 
@@ -113,15 +122,16 @@ def main() -> None:
         return
 
     print(f"median of {args.runs} runs (pyroute2: of {max(3, args.runs // 4)}), milliseconds")
-    columns = ("ip", "pyroute2", "osd", "osd query", "osd json", "osd new socket")
-    print(f"{'links':>6} {'addrs':>6} " + " ".join(f"{c:>14}" for c in columns) + f" {'osd/ip':>7} {'pyroute2/ip':>11}")
+    columns = ("ip", "pyroute2", "osd", "osd query", "osd json", "osd new socket", "watch")
+    ratios = ("osd/ip", "watch/ip", "pyroute2/ip")
+    print(f"{'links':>6} {'addrs':>6} " + " ".join(f"{c:>14}" for c in columns + ratios))
     for size in (int(s) for s in args.sizes.split(",")):
         with scratch_netns("bench") as netns:
             build(netns, size)
             argv = ["ip", "netns", "exec", netns, sys.executable, __file__, "--inner", "--runs", str(args.runs)]
             r = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
-        cells = " ".join(f"{r[c]:>14.2f}" for c in columns)
-        print(f"{r['links']:>6} {r['addresses']:>6} {cells} {r['osd'] / r['ip']:>7.2f} {r['pyroute2'] / r['ip']:>11.1f}")
+        cells = [f"{r[c]:>14.2f}" for c in columns] + [f"{r[c.split('/')[0]] / r['ip']:>14.2f}" for c in ratios]
+        print(f"{r['links']:>6} {r['addresses']:>6} " + " ".join(cells))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ WantTree = Mapping[int, "WantTree | None"]  # attribute type -> None (a leaf) or
 T = TypeVar("T")
 
 NETLINK_ROUTE = 0
+SO_RCVBUFFORCE = 33
 SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11
 NETLINK_GET_STRICT_CHK = 12
@@ -51,6 +52,7 @@ NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _ATTR = struct.Struct("=HH")  # len, type
+_LENGTH_TYPE = struct.Struct("=IH")  # the start of a netlink header
 _I32 = struct.Struct("=i")
 _U32 = struct.Struct("=I")
 _NONE = (None,)
@@ -238,14 +240,18 @@ class NetlinkSocket:
     The socket is created by the constructor and stays in the network namespace of the
     thread that constructed it, whatever thread or namespace uses it later. Requests are
     serialized with an asyncio.Lock: the kernel refuses a second dump on a socket whose
-    first dump is unfinished (EBUSY).
+    first dump is unfinished (EBUSY). With `groups` (a multicast group bit mask) the socket
+    also receives the kernel's notifications; read them with read_queued.
     """
 
-    def __init__(self, protocol: int = NETLINK_ROUTE, rcvbuf: int = 1 << 20) -> None:
+    def __init__(self, protocol: int = NETLINK_ROUTE, rcvbuf: int = 1 << 20, groups: int = 0) -> None:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
         try:
             sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            try:  # beyond net.core.rmem_max, which needs CAP_NET_ADMIN
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             # Extended acks put the kernel's reason into errors; strict checking makes the
             # kernel apply the filters in dump requests. Kernels before 4.12/4.20 lack them;
             # callers filter rows again, so both are optional.
@@ -254,7 +260,7 @@ class NetlinkSocket:
                     sock.setsockopt(SOL_NETLINK, option, 1)
                 except OSError:
                     pass
-            sock.bind((0, 0))
+            sock.bind((0, groups))
         except BaseException:
             sock.close()
             raise
@@ -324,6 +330,31 @@ class NetlinkSocket:
                         return rows, interrupted | bool(mflags & NLM_F_DUMP_INTR)
                     elif mtype == NLMSG_OVERRUN:
                         raise NetlinkError(errno.EOVERFLOW, op, "netlink overrun")
+                off += (length + 3) & ~3
+
+    def read_queued(self, handle: Callable[[Buffer, int, int, int], None]) -> bool:
+        """Hand each message already queued to handle(buffer, offset, length, type), without
+        waiting; for notifications. Returns False if the kernel dropped messages since the
+        last read because the queue was full (ENOBUFS): whatever the caller builds from
+        them is then incomplete. Raises NetlinkError(EPROTO) for a truncated message.
+        """
+        buf, complete = self._buf, True
+        while True:
+            try:
+                size = self._sock.recv_into(buf)
+            except BlockingIOError:
+                return complete
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                complete = False
+                continue
+            off = 0
+            while off + 16 <= size:
+                length, kind = _LENGTH_TYPE.unpack_from(buf, off)
+                if length < 16 or off + length > size:
+                    raise NetlinkError(errno.EPROTO, "read notifications", "truncated netlink message")
+                handle(buf, off, length, kind)
                 off += (length + 3) & ~3
 
     def _drain(self) -> None:

@@ -12,6 +12,7 @@ import socket
 import struct
 from types import TracebackType
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from osd.backends.native.netlink import Buffer, Decoder, NetlinkError, NetlinkSocket, attr, attr_u32, walk
@@ -176,6 +177,7 @@ class Rtnl:
         for link in links:
             link["addresses"] = by_index.get(link["index"], [])
         await self._name_links(links, "master", {link["index"]: link["name"] for link in links})
+        links.sort(key=itemgetter("index"))  # already so on kernels that keep links in an xarray
         return links
 
     async def link_entries(self, name: str | None = None) -> list[dict[str, Any]]:
