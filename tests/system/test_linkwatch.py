@@ -12,21 +12,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from netns_lab import in_netns, ip_batch, scratch_netns
+from netns_lab import in_netns, ip_batch, run_in_netns, scratch_netns
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates a network namespace"),
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's ip"),
 ]
-
-REPO = Path(__file__).resolve().parents[2]
 
 # (commands, settles): a step that brings links up changes carrier and operstate later, in
 # a kernel worker, so its result is awaited; every other change must show at once.
@@ -82,20 +78,14 @@ def netns() -> Iterator[str]:
         yield name
 
 
-def run_scenario(netns: str, rcvbuf: int) -> dict[str, Any]:
-    code = f"import asyncio, json, test_linkwatch as t; print(json.dumps(asyncio.run(t.scenario({rcvbuf}))))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)])}
-    return json.loads(in_netns(netns, [sys.executable, "-c", code], env=env).stdout)  # type: ignore[no-any-return]
-
-
 def test_watch_follows_changes_without_dumping(netns: str) -> None:
-    report = run_scenario(netns, 8 << 20)
+    report = run_in_netns(netns, "test_linkwatch", "scenario", 8 << 20)
     assert report["mismatches"] == []
     assert report["rebuilds"] == 1  # only the first read dumped
     assert report["named"] == ["wb7"]
 
 
 def test_watch_rebuilds_after_overflow(netns: str) -> None:
-    report = run_scenario(netns, 4096)  # far too small for the burst: the kernel drops
+    report = run_in_netns(netns, "test_linkwatch", "scenario", 4096)  # far too small for the burst: the kernel drops
     assert report["mismatches"] == []
     assert report["rebuilds"] > 1

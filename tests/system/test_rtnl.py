@@ -3,9 +3,9 @@
 Each test module builds one fresh namespace (bridge with two veth ports, more veth pairs,
 a tap, one link down, IPv4 and IPv6 addresses including a point-to-point one, routes in
 two tables, a multipath route, permanent neighbours). The queries run in a child process
-started with `ip netns exec` (rtnl_probe.py): a netlink socket belongs to the namespace of
-the thread that creates it, so the child creates its socket inside the namespace while
-this process stays outside and reads the same namespace with `ip -n NS -j`.
+started with `ip netns exec` (netns_lab.run_in_netns): a netlink socket belongs to the
+namespace of the thread that creates it, so the child creates its socket inside the
+namespace while this process reads the same namespace with `ip netns exec NS ip -j`.
 """
 
 from __future__ import annotations
@@ -13,23 +13,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from netns_lab import in_netns, ip_batch, scratch_netns
+from netns_lab import in_netns, ip_batch, run_in_netns, scratch_netns
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates a network namespace"),
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's ip"),
 ]
-
-REPO = Path(__file__).resolve().parents[2]
-PROBE = Path(__file__).with_name("rtnl_probe.py")
 
 TOPOLOGY = [
     "link set lo up",
@@ -83,11 +78,23 @@ def netns() -> Iterator[str]:
         yield name
 
 
-def probe(netns: str, *calls: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run Rtnl methods inside the namespace; one {"result"} or {"error", "errno"} per call."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = in_netns(netns, [sys.executable, str(PROBE), json.dumps(calls)], env=env).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+async def calls(requests: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run Rtnl methods here; one {"result"} or {"error", "errno", "message"} per request."""
+    from osd.backends.native.rtnl import NetlinkError, Rtnl
+
+    out: list[dict[str, Any]] = []
+    async with Rtnl() as nl:
+        for method, kwargs in requests:
+            try:
+                out.append({"result": await getattr(nl, method)(**kwargs)})
+            except NetlinkError as exc:
+                out.append({"error": type(exc).__name__, "errno": exc.errno, "message": str(exc)})
+    return out
+
+
+def probe(netns: str, *requests: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """`calls` run inside the namespace."""
+    return run_in_netns(netns, "test_rtnl", "calls", requests)  # type: ignore[no-any-return]
 
 
 def interfaces_from_ip(netns: str) -> list[dict[str, Any]]:
@@ -158,7 +165,9 @@ def routes_from_ip(netns: str) -> list[dict[str, Any]]:
                 "type": r.get("type", "unicast"),
             }
             if "nexthops" in r:
-                route["nexthops"] = [{"gateway": h["gateway"], "dev": h["dev"], "weight": h["weight"]} for h in r["nexthops"]]
+                route["nexthops"] = [
+                    {"gateway": h["gateway"], "dev": h["dev"], "weight": h["weight"]} for h in r["nexthops"]
+                ]
             routes.append(route)
     return routes
 

@@ -14,7 +14,7 @@ import asyncio
 import socket
 import struct
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from osd.backends.native.netlink import Buffer, NetlinkSocket
 from osd.backends.native.rtnl import (
@@ -60,7 +60,7 @@ class InterfaceWatch:
         self._lock = asyncio.Lock()
         self.rebuilds = 0  # how many dumps were needed; for tests and diagnostics
 
-    async def __aenter__(self) -> InterfaceWatch:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from types import TracebackType
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 from osd.backends.native.netlink import Buffer, Decoder, NetlinkError, NetlinkSocket, attr, attr_u32, walk
 
@@ -119,7 +119,11 @@ def address_entry(row: tuple[Any, ...]) -> tuple[int, dict[str, Any]] | None:
     family, prefixlen, index, address, local = row
     if family not in FAMILIES:
         return None
-    return index, {"family": FAMILIES[family], "address": socket.inet_ntop(family, local or address), "prefixlen": prefixlen}
+    return index, {
+        "family": FAMILIES[family],
+        "address": socket.inet_ntop(family, local or address),
+        "prefixlen": prefixlen,
+    }
 
 
 class Rtnl:
@@ -143,7 +147,7 @@ class Rtnl:
         ])  # fmt: skip
         self._neighbors = Decoder(28, [(16, "B"), (20, "i"), (24, "H")], [((NDA_DST,), "s"), ((NDA_LLADDR,), "s")])
 
-    async def __aenter__(self) -> Rtnl:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
