@@ -234,6 +234,29 @@ def _ext_ack(buf: Buffer, off: int, length: int, kind: int, flags: int) -> str |
     return bytes(buf[span[0] : span[0] + span[1]]).rstrip(b"\0").decode(errors="replace")
 
 
+def _open(protocol: int, rcvbuf: int, groups: int) -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
+    try:
+        sock.setblocking(False)
+        try:  # beyond net.core.rmem_max, which needs CAP_NET_ADMIN
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        # Extended acks put the kernel's reason into errors; strict checking makes the
+        # kernel apply the filters in dump requests. Kernels before 4.12/4.20 lack them;
+        # callers filter rows again, so both are optional.
+        for option in (NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK):
+            try:
+                sock.setsockopt(SOL_NETLINK, option, 1)
+            except OSError:
+                pass
+        sock.bind((0, groups))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class NetlinkSocket:
     """A netlink socket for asyncio that runs one request or dump at a time.
 
@@ -244,27 +267,12 @@ class NetlinkSocket:
     also receives the kernel's notifications; read them with read_queued.
     """
 
-    def __init__(self, protocol: int = NETLINK_ROUTE, rcvbuf: int = 1 << 20, groups: int = 0) -> None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
-        try:
-            sock.setblocking(False)
-            try:  # beyond net.core.rmem_max, which needs CAP_NET_ADMIN
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            # Extended acks put the kernel's reason into errors; strict checking makes the
-            # kernel apply the filters in dump requests. Kernels before 4.12/4.20 lack them;
-            # callers filter rows again, so both are optional.
-            for option in (NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK):
-                try:
-                    sock.setsockopt(SOL_NETLINK, option, 1)
-                except OSError:
-                    pass
-            sock.bind((0, groups))
-        except BaseException:
-            sock.close()
-            raise
-        self._sock = sock
+    def __init__(
+        self, protocol: int = NETLINK_ROUTE, rcvbuf: int = 1 << 20, groups: int = 0, sock: socket.socket | None = None
+    ) -> None:
+        """`sock`, if given, is used instead of a new netlink socket (tests drive one end of
+        a non-blocking datagram socketpair as a fake kernel)."""
+        self._sock = sock if sock is not None else _open(protocol, rcvbuf, groups)
         self._lock = asyncio.Lock()
         self._seq = 0
         self._buf = bytearray(_RECV_BUFFER)
