@@ -7,7 +7,14 @@ import struct
 
 import pytest
 
-from osd.backends.native.netlink import NLA_TYPE_MASK, Decoder, NetlinkError, attr, attr_u32, walk
+from osd.backends.native.netlink import (
+    NLA_TYPE_MASK,
+    Decoder,
+    NetlinkError,
+    attr,
+    attr_u32,
+    walk,
+)
 
 NESTED = 0x8000  # NLA_F_NESTED, as recent kernels set it on nested attributes
 FAMILY_HEADER = struct.pack("=BxHiII", 0, 1, 7, 0, 0)  # an ifinfomsg with index 7

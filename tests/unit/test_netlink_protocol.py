@@ -12,7 +12,6 @@ import socket
 import struct
 from collections.abc import Callable
 
-
 from osd.backends.native.netlink import NetlinkError, NetlinkSocket, attr
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
