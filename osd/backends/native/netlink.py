@@ -25,7 +25,6 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 Buffer = bytes | bytearray | memoryview
-Parser = Callable[[Buffer, int, int], Any]  # (buffer, message offset, message length) -> row
 WantTree = Mapping[int, "WantTree | None"]  # attribute type -> None (a leaf) or nested wants
 T = TypeVar("T")
 
@@ -150,8 +149,8 @@ class Decoder:
     message with the same length and first attribute is checked with one unpack of those
     words; if all are equal, every attribute sits where it sat before with the same length
     (each header fixes where the next one starts), so the values are read with a second
-    precompiled Struct and nothing is walked. A link message carries about 38 attributes:
-    walking them costs about 7 us in Python, the check about 1 us.
+    precompiled Struct and nothing is walked. A veth's link message carries 38 attributes:
+    walking them took 7 us in Python on the development machines, checking and reading 1.5.
     """
 
     def __init__(
@@ -297,11 +296,7 @@ class NetlinkSocket:
             for _ in range(_DUMP_TRIES):
                 try:
                     rows, interrupted = await self._exchange(op, kind, flags, body, parse)
-                except NetlinkError as exc:
-                    if exc.errno == errno.EPROTO:
-                        self._drain()
-                    raise
-                except BaseException:  # cancelled or failed mid-reply: leave the socket clean
+                except BaseException:  # refused, cancelled or failed mid-reply: leave it clean
                     self._drain()
                     raise
                 if not interrupted:

@@ -1,8 +1,9 @@
 """The kernel's links, addresses, routes and neighbours over rtnetlink, shaped for net.*.
 
-Every query reads the kernel afresh (no cache) through a NetlinkSocket, so it sees the
-network namespace that socket was created in. Constants are from the kernel's uapi headers
-(linux/rtnetlink.h, if_link.h, if_addr.h, neighbour.h, if_arp.h).
+Every query reads the kernel afresh through a NetlinkSocket, so it sees the network
+namespace that socket was created in; linkwatch.InterfaceWatch answers interfaces from
+notifications instead. Constants are from the kernel's uapi headers (linux/rtnetlink.h,
+if_link.h, if_addr.h, neighbour.h, if_arp.h).
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from typing import Any, Self, TypeVar
 
 from osd.backends.native.netlink import Buffer, Decoder, NetlinkError, NetlinkSocket, attr, attr_u32, walk
 
-__all__ = ["LinkNotFound", "NetlinkError", "Rtnl", "interfaces", "neighbors", "routes"]
+__all__ = [
+    "LinkNotFound",
+    "NetlinkError",
+    "Rtnl",
+    "address_decoder",
+    "address_entry",
+    "interfaces",
+    "link_decoder",
+    "link_entry",
+    "neighbors",
+    "routes",
+]
 
 RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH = 18, 22, 26, 30
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO = 1, 3, 4, 10, 16, 18
@@ -212,8 +224,8 @@ class Rtnl:
     async def _name_links(self, entries: list[dict[str, Any]], key: str, known: dict[int, str]) -> None:
         """Replace the link index in entry[key] by the link's name (None when it is gone).
 
-        Indexes not in `known` are looked up one request each, or by one dump of all links
-        when there are many of them (a dump costs about as much as a few hundred lookups).
+        Indexes not in `known` are looked up one request each when they are few (a lookup
+        is a round trip of some tens of microseconds), otherwise by one dump of all links.
         """
         wanted = {entry[key] for entry in entries if entry[key]} - known.keys()
         names = dict(known)
