@@ -98,8 +98,8 @@ def probe(netns: str, *requests: tuple[str, dict[str, Any]]) -> list[dict[str, A
 
 
 def interfaces_from_ip(netns: str) -> list[dict[str, Any]]:
-    """`ip -j -d addr show`, reshaped into what Rtnl.interfaces promises."""
-    return [
+    """`ip -j -d addr show`, reshaped into what Rtnl.interfaces promises (ifindex order)."""
+    reshaped = [
         {
             "name": link["ifname"],
             "index": link["ifindex"],
@@ -115,6 +115,7 @@ def interfaces_from_ip(netns: str) -> list[dict[str, Any]]:
         }
         for link in ip_json(netns, "-d", "addr", "show")
     ]
+    return sorted(reshaped, key=lambda link: link["index"])
 
 
 def test_interfaces_match_ip(netns: str) -> None:
