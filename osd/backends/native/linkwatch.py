@@ -38,10 +38,14 @@ class InterfaceWatch:
     """The links and addresses of one network namespace, kept from notifications.
 
     Like Rtnl, it belongs to the namespace of the thread that constructs it. Each read first
-    applies every notification already queued. The kernel queues them synchronously while
-    it makes a change, so a read sees every change that completed before the read began,
-    as a dump would. If the queue overflowed (a burst of changes larger than the receive
-    buffer), the picture is rebuilt from a dump. Use as `async with InterfaceWatch() as w:`.
+    applies every notification already queued. The kernel queues most of them while it
+    makes the change, so a read sees those changes as soon as a dump would. A few come from
+    kernel workers a moment later: an IPv6 address added with nodad (or optimistic DAD) is
+    announced by the DAD worker, and carrier changes are announced by linkwatch, whose
+    operstate a dump shows only then too. A caller that has just made such a change itself
+    calls invalidate() first. If the queue overflowed (a burst of changes larger than the
+    receive buffer), the picture is rebuilt from a dump. Use as `async with
+    InterfaceWatch() as w:`.
     """
 
     def __init__(self, rcvbuf: int = 8 << 20) -> None:
@@ -72,6 +76,11 @@ class InterfaceWatch:
         """Close both sockets. Idempotent."""
         self._events.close()
         self._rtnl.close()
+
+    def invalidate(self) -> None:
+        """Make the next read rebuild from a dump, so that it includes changes the kernel
+        has made but not yet announced (see the class docstring). Idempotent."""
+        self._built = False
 
     async def interfaces(self, name: str | None = None) -> list[dict[str, Any]]:
         """What Rtnl.interfaces returns, in ifindex order, from memory.
