@@ -32,9 +32,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
 from osd.backends.native import linkwatch, rtnl  # noqa: E402  (after the sys.path line)
-from tests.system.netns_lab import ip_batch, scratch_netns  # noqa: E402
+from support.netlab import ip_batch, scratch_netns  # noqa: E402
 
 
 def median_ms(samples: list[float]) -> float:

@@ -8,13 +8,19 @@ ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -99,3 +105,42 @@ class NetLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def scratch_netns(tag: str) -> Iterator[str]:
+    """A namespace for one block of code: yields its name, deletes it (and its processes) after."""
+    with NetLab() as lab:
+        yield lab.netns(tag).name
+
+
+def ip_batch(netns: str, commands: Iterable[str]) -> None:
+    """Run `ip` commands inside the namespace in one process (`ip -batch`): fast for thousands."""
+    script = "".join(f"{line}\n" for line in commands)
+    done = subprocess.run(["ip", "-n", netns, "-batch", "-"], input=script, text=True, capture_output=True)
+    if done.returncode:
+        raise RuntimeError(f"ip -batch failed in {netns}: {done.stderr.strip()}")
+
+
+def in_netns(netns: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run argv inside the namespace, output captured; raises RuntimeError carrying stderr if it fails."""
+    done = subprocess.run(["ip", "netns", "exec", netns, *argv], text=True, capture_output=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{argv[0]} failed in {netns} ({done.returncode}):\n{done.stderr}")
+    return done
+
+
+def run_in_netns(netns: str, module: str, function: str, *args: Any, path: Sequence[str] = ()) -> Any:
+    """``asyncio.run(module.function(*args))`` computed by a child process inside the namespace.
+
+    A netlink socket belongs to the namespace of the thread that creates it, so code under
+    test runs in a fresh interpreter started with `ip netns exec`; ``module`` is imported from
+    the repository or ``path``; arguments and result travel as JSON.
+    """
+    code = (
+        "import asyncio, importlib, json, sys\n"
+        f"f = getattr(importlib.import_module({module!r}), {function!r})\n"
+        "print(json.dumps(asyncio.run(f(*json.loads(sys.argv[1])))))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), *path])}
+    return json.loads(in_netns(netns, [sys.executable, "-c", code, json.dumps(args)], env=env).stdout)

@@ -16,7 +16,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from netns_lab import in_netns, ip_batch, run_in_netns, scratch_netns
+from pathlib import Path
+
+from support.netlab import in_netns, ip_batch, run_in_netns, scratch_netns
+
+HERE = str(Path(__file__).resolve().parent)
 
 pytestmark = [
     pytest.mark.root,
@@ -108,7 +112,7 @@ def netns() -> Iterator[str]:
 
 
 def test_watch_follows_changes_without_dumping(netns: str) -> None:
-    report = run_in_netns(netns, "test_linkwatch", "scenario", 8 << 20)
+    report = run_in_netns(netns, "test_linkwatch", "scenario", 8 << 20, path=[HERE])
     assert report["mismatches"] == []
     assert report["rebuilds"] == 1  # only the first read dumped
     assert report["named"] == ["wb7"]
@@ -116,6 +120,6 @@ def test_watch_follows_changes_without_dumping(netns: str) -> None:
 
 
 def test_watch_rebuilds_after_overflow(netns: str) -> None:
-    report = run_in_netns(netns, "test_linkwatch", "scenario", 4096)  # far too small for the burst: the kernel drops
+    report = run_in_netns(netns, "test_linkwatch", "scenario", 4096, path=[HERE])  # far too small for the burst: the kernel drops
     assert report["mismatches"] == []
     assert report["rebuilds"] > 1

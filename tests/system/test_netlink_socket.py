@@ -10,7 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from netns_lab import ip_batch, run_in_netns, scratch_netns
+from pathlib import Path
+
+from support.netlab import ip_batch, run_in_netns, scratch_netns
+
+HERE = str(Path(__file__).resolve().parent)
 
 pytestmark = [
     pytest.mark.root,
@@ -70,11 +74,11 @@ def netns() -> Iterator[str]:
 
 
 def test_refusal_carries_errno_op_and_reason(netns: str) -> None:
-    report = run_in_netns(netns, "test_netlink_socket", "refusal")
+    report = run_in_netns(netns, "test_netlink_socket", "refusal", path=[HERE])
     assert report["errno"] == 22 and report["op"] == "dump links"
     assert "header" in report["detail"]  # the kernel's extended-ack text
     assert report["links_after"] == LINKS + 1  # lo
 
 
 def test_abandoned_dump_leaves_the_socket_usable(netns: str) -> None:
-    assert run_in_netns(netns, "test_netlink_socket", "abandoned_dump") == {"links": LINKS + 1}
+    assert run_in_netns(netns, "test_netlink_socket", "abandoned_dump", path=[HERE]) == {"links": LINKS + 1}

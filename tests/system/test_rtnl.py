@@ -3,7 +3,7 @@
 Each test module builds one fresh namespace (bridge with two veth ports, more veth pairs,
 a tap, one link down, IPv4 and IPv6 addresses including a point-to-point one, routes in
 two tables, a multipath route, permanent neighbours). The queries run in a child process
-started with `ip netns exec` (netns_lab.run_in_netns): a netlink socket belongs to the
+started with `ip netns exec` (support.netlab.run_in_netns): a netlink socket belongs to the
 namespace of the thread that creates it, so the child creates its socket inside the
 namespace while this process reads the same namespace with `ip netns exec NS ip -j`.
 """
@@ -18,7 +18,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from netns_lab import in_netns, ip_batch, run_in_netns, scratch_netns
+from pathlib import Path
+
+from support.netlab import in_netns, ip_batch, run_in_netns, scratch_netns
+
+HERE = str(Path(__file__).resolve().parent)
 
 pytestmark = [
     pytest.mark.root,
@@ -94,7 +98,7 @@ async def calls(requests: list[tuple[str, dict[str, Any]]]) -> list[dict[str, An
 
 def probe(netns: str, *requests: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """`calls` run inside the namespace."""
-    return run_in_netns(netns, "test_rtnl", "calls", requests)  # type: ignore[no-any-return]
+    return run_in_netns(netns, "test_rtnl", "calls", requests, path=[HERE])  # type: ignore[no-any-return]
 
 
 def interfaces_from_ip(netns: str) -> list[dict[str, Any]]:
