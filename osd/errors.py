@@ -14,7 +14,8 @@
     ├── Refused               -32006  data = {device, reason}
     ├── NotSupported          -32010  data = {reason}
     ├── ToolFailed            -32020  data = {tool, argv, exit_code, stderr}
-    ├── KernelError           -32021  data = {errno, strerror, op}
+    ├── KernelError           -32021  data = {errno, strerror, op} (+ detail: the kernel's or
+    │                                 library's own words, e.g. libnftables' error text)
     └── Timeout               -32030  data = {seconds}
 
 Foreign exceptions (NetlinkError, OSError from a tool, aiohttp client errors) are
@@ -143,9 +144,12 @@ class ToolFailed(OsdError):
 class KernelError(OsdError):
     code, message = -32021, "kernel error"
 
-    def __init__(self, errno_: int, op: str) -> None:
+    def __init__(self, errno_: int, op: str, detail: str | None = None) -> None:
         strerror = os.strerror(errno_) if errno_ > 0 else "unknown error"
-        super().__init__(f"{op}: {strerror}", {"errno": errno_, "strerror": strerror, "op": op})
+        data: dict[str, Any] = {"errno": errno_, "strerror": strerror, "op": op}
+        if detail:
+            data["detail"] = detail
+        super().__init__(f"{op}: {strerror}", data)
 
 
 class Timeout(OsdError):
