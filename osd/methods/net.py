@@ -18,10 +18,14 @@ NEIGHBOR = obj(address=TEXT, lladdr=nullable(TEXT), dev=TEXT, state=TEXT, family
 BRIDGE = obj(name=TEXT, ports=array(TEXT), stp=BOOL, vlan_filtering=BOOL, mtu=INT, managed=BOOL)
 DRIFT = obj(kind=TEXT, name=TEXT, expected={}, actual={})
 CONNTRACK_ENTRY = obj(
-    proto=TEXT, src=TEXT, dst=TEXT, sport=nullable(INT), dport=nullable(INT),
+    family=FAMILY, proto=TEXT, src=TEXT, dst=TEXT, sport=nullable(INT), dport=nullable(INT),
     reply=obj(src=TEXT, dst=TEXT, sport=nullable(INT), dport=nullable(INT)),
-    state=nullable(TEXT), zone=INT, mark=INT,
+    state=nullable(TEXT), status=array(TEXT), zone=INT, mark=INT, timeout=nullable(INT),
 )
+NFT_RULE = obj(family=TEXT, table=TEXT, chain=TEXT, handle=INT,
+               expr=array({"type": "object", "description": "a libnftables JSON statement"}),
+               comment=nullable(TEXT), id=nullable(TEXT), managed=BOOL)
+NAT_ENTRY = obj(id=TEXT, present=BOOL, comment=nullable(TEXT))
 TAP = obj(name=TEXT, bridge=TEXT, mac=nullable(TEXT), mtu=nullable(INT), owner_uid=nullable(INT),
           multi_queue=BOOL, state=TEXT, present=BOOL)
 ADDED = changed(id=RULE_ID)
@@ -64,9 +68,10 @@ BRIDGE_LIST = method("net.bridge", "read", "read", "Bridges with their ports, ST
                      optional={"name": IFNAME}, result=array(BRIDGE))
 FIREWALL = method("net.firewall", "read", "read",
                   "nftables tables, chains and rules (the whole ruleset), marking which the daemon manages",
-                  result=obj(tables=array(obj(family=TEXT, name=TEXT, managed=BOOL)),
-                             rules=array(obj(family=TEXT, table=TEXT, chain=TEXT, handle=INT, expr=TEXT,
-                                             id=nullable(TEXT), managed=BOOL))))
+                  result=obj(tables=array(obj(family=TEXT, name=TEXT, handle=INT, managed=BOOL)),
+                             chains=array(obj(family=TEXT, table=TEXT, name=TEXT, handle=INT, type=TEXT, hook=TEXT,
+                                              prio=INT, policy=TEXT, managed=BOOL)),
+                             rules=array(NFT_RULE)))
 DNS = method("net.dns", "read", "read", "Nameservers, search domains and options in effect",
              result=obj(nameservers=array(TEXT), search=array(TEXT), options=array(TEXT), source=TEXT))
 SYSCTL = method("net.sysctl", "read", "read", "ip forwarding (v4/v6), proxy_arp and proxy_ndp per interface",
@@ -78,10 +83,11 @@ CONNTRACK = method("net.conntrack", "read", "read",
                    optional={"zone": ZONE, "limit": {"type": "integer", "minimum": 1, "maximum": 1000000}},
                    result=array(CONNTRACK_ENTRY))
 CONNTRACK_STATS = method("net.conntrack.stats", "read", "read", "Conntrack statistics: count, max, per-cpu counters",
-                         result=obj(count=COUNT, max=COUNT, cpus=array(obj())))
+                         result=obj(count=COUNT, max=COUNT, cpus=array(obj(cpu=INT))))
 NAT_STATUS = method("net.nat.status", "read", "read",
                     "NAT state: boot-time config plus the dynamic DNAT and SNAT rules the daemon manages",
-                    result=obj(dnat=array(obj(id=TEXT)), snat=array(obj(id=TEXT)), ipv4_forward=BOOL))
+                    result=obj(ipv4_forward=BOOL, ipv6_forward=BOOL, input_policy=TEXT, table=TEXT,
+                               table_present=BOOL, dnat=array(NAT_ENTRY), snat=array(NAT_ENTRY)))
 VM_LIST = method("net.vm.list", "read", "read",
                  "Managed VM tap interfaces: name, bridge, mac, mtu, state, present-in-kernel", result=array(TAP))
 OVS = method("net.ovs", "read", "mos", "Open vSwitch bridges, ports and interfaces (MOS only)", description=MOS)
