@@ -1,0 +1,294 @@
+"""net.firewall and net.nat.*: the daemon's own nftables table, recorded and reconciled.
+
+Everything lives in table ``inet osd`` (see nft_model); the daemon never touches another
+table. Entries are recorded in the state file ``netfilter.json`` before they are applied
+(and the record rolled back when the kernel refuses), so the record is what the table
+should hold. At start the table is compared with the record and, when anything differs
+(the table was flushed or deleted, a rule edited, the input policy changed in the
+config), replaced by the complete expected table in one transaction. Later differences
+are reported by ``drift()`` (net.verify) and repaired at the next start, or by the next
+write that finds the table gone.
+
+Every write method is one nftables transaction and runs under one lock, so concurrent
+calls see each other's records. Adds never list the ruleset (a new rule is one ~0.5 ms
+transaction); removes list only the chains that can hold the id, and delete by handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import Any
+
+from ....config import Config
+from ....errors import Conflict, InvalidParams, KernelError, NotSupported
+from ....methods import net
+from ....state import StateError, StateFile
+from ..impl import Implementations
+from .nft import Nft
+from .nft_listing import Listing, drift, present, ruleset_view
+from .nft_model import (
+    FAMILY, TABLE, Dnat, Entry, FirewallRule, Snat, add_rule, delete_rule, from_record, rebuild, table_ref,
+)
+from .sysctl import PROC_NET, read_flag
+
+log = logging.getLogger("osd.net.firewall")
+implements = Implementations()
+
+SECTIONS: dict[str, type[Entry]] = {"firewall": FirewallRule, "dnat": Dnat, "snat": Snat}
+
+
+class NetfilterService:
+    """Firewall input rules, DNAT and SNAT in table inet osd."""
+
+    namespace = "net"
+    implementations = implements
+
+    def __init__(self, config: Config) -> None:
+        self._policy = config.net.input_policy
+        self._state = StateFile(config.server.state_dir, "netfilter")
+        self._entries: dict[str, Entry] = {}
+        self._lock = asyncio.Lock()
+        self._nft: Nft | None = None
+        self._unavailable = ""
+        self._reconciled = "not run"
+
+    # ------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        """Load the record (StateError stops start-up) and make the kernel match it."""
+        self._entries = self._load()
+        try:
+            self._nft = Nft()
+        except NotSupported as exc:
+            self._unavailable = exc.data["reason"] if exc.data else exc.message
+            log.error("firewall and NAT unavailable: %s", self._unavailable)
+            return
+        try:
+            await self._reconcile()
+        except KernelError as exc:
+            self._reconciled = f"failed: {exc.message} {exc.data.get('detail', '') if exc.data else ''}".strip()
+            log.error("could not restore table %s %s: %s", FAMILY, TABLE, self._reconciled)
+
+    async def close(self) -> None:
+        # The table stays: a daemon restart must not open or close the firewall.
+        if self._nft is not None:
+            await self._nft.close()
+
+    async def health(self) -> dict[str, Any]:
+        if self._nft is None:
+            return {"ok": False, "status": "failed", "reason": self._unavailable}
+        return {"ok": True, "status": "ok"}
+
+    async def checks(self) -> list[dict[str, Any]]:
+        if self._nft is None:
+            return [{"name": "nftables", "ok": False, "detail": self._unavailable}]
+        counts = ", ".join(f"{sum(isinstance(e, cls) for e in self._entries.values())} {name}"
+                           for name, cls in SECTIONS.items())
+        return [{"name": "nftables", "ok": True,
+                 "detail": f"table {FAMILY} {TABLE}: {counts}; input policy {self._policy}"},
+                {"name": "nftables start-up reconcile", "ok": not self._reconciled.startswith("failed"),
+                 "detail": self._reconciled}]
+
+    async def drift(self) -> list[dict[str, Any]]:
+        """Recorded entries (and the table's own chains and base rules) against the kernel."""
+        if self._nft is None:
+            return [{"kind": "nft-table", "name": f"{FAMILY} {TABLE}", "expected": "present",
+                     "actual": f"cannot be read: {self._unavailable}"}] if self._entries else []
+        return drift(self._policy, list(self._entries.values()), await self._list_table())
+
+    # ------------------------------------------------------------ read methods
+    @implements(net.FIREWALL)
+    async def firewall(self) -> dict[str, Any]:
+        """The whole ruleset (every table, chain and rule), the daemon's marked ``managed``."""
+        listing = await self._require().run([{"list": {"ruleset": None}}], "list ruleset")
+        return ruleset_view(listing, frozenset(self._entries))
+
+    @implements(net.NAT_STATUS)
+    async def nat_status(self) -> dict[str, Any]:
+        """Forwarding sysctls and input policy, and every recorded DNAT and SNAT entry with
+        whether its rules are in the kernel."""
+        listing = await self._list_table()
+        found = present(listing)
+
+        def described(cls: type[Entry]) -> list[dict[str, Any]]:
+            return [{**entry.describe(), "present": all((chain, entry.id) in found for chain, _ in entry.placements())}
+                    for entry in self._entries.values() if isinstance(entry, cls)]
+
+        return {"ipv4_forward": read_flag(PROC_NET / "ipv4" / "ip_forward"),
+                "ipv6_forward": read_flag(PROC_NET / "ipv6" / "conf" / "all" / "forwarding"),
+                "input_policy": self._policy, "table": f"{FAMILY} {TABLE}", "table_present": listing is not None,
+                "dnat": described(Dnat), "snat": described(Snat)}
+
+    # ------------------------------------------------------------ write methods
+    @implements(net.FIREWALL_ADD_RULE)
+    async def add_rule(self, port: int | str, proto: str, source: str | None = None, interface: str | None = None,
+                       family: str | None = None, comment: str | None = None) -> dict[str, Any]:
+        """Accept inbound traffic to a port; idempotent by content (same rule: same id,
+        changed false); the same match with another comment is Conflict."""
+        return await self._add(FirewallRule.from_params(port, proto, source, interface, family, comment))
+
+    @implements(net.FIREWALL_REMOVE_RULE)
+    async def remove_rule(self, id: str) -> dict[str, Any]:
+        """Remove an input rule by id; an unknown id is changed false."""
+        return await self._remove(FirewallRule, id)
+
+    @implements(net.NAT_ADD_DNAT)
+    async def add_dnat(self, proto: str, external_port: int, internal_address: str, internal_port: int,
+                       external_address: str | None = None, interface: str | None = None,
+                       family: str | None = None, comment: str | None = None) -> dict[str, Any]:
+        """Forward a port; idempotent by content; the same external port (address,
+        interface, family) forwarded elsewhere is Conflict."""
+        return await self._add(Dnat.from_params(proto, external_port, internal_address, internal_port,
+                                                external_address, interface, family, comment))
+
+    @implements(net.NAT_REMOVE_DNAT)
+    async def remove_dnat(self, id: str) -> dict[str, Any]:
+        """Remove a port forward by id; an unknown id is changed false."""
+        return await self._remove(Dnat, id)
+
+    @implements(net.NAT_ADD_SNAT)
+    async def add_snat(self, source: str, out_interface: str, to_address: str | None = None,
+                       comment: str | None = None) -> dict[str, Any]:
+        """SNAT (or masquerade) a source network leaving an interface; idempotent by
+        content; the same source and interface with another target is Conflict."""
+        return await self._add(Snat.from_params(source, out_interface, to_address, comment))
+
+    @implements(net.NAT_REMOVE_SNAT)
+    async def remove_snat(self, id: str) -> dict[str, Any]:
+        """Remove an SNAT/masquerade entry by id; an unknown id is changed false."""
+        return await self._remove(Snat, id)
+
+    # ------------------------------------------------------------ internals
+    def _require(self) -> Nft:
+        if self._nft is None:
+            raise NotSupported(self._unavailable)
+        return self._nft
+
+    def _load(self) -> dict[str, Entry]:
+        data = self._state.load()
+        entries: dict[str, Entry] = {}
+        for section, cls in SECTIONS.items():
+            records = data.get(section, [])
+            if not isinstance(records, list):
+                raise StateError(f"state file {self._state.path}: {section!r} must be a list")
+            for record in records:
+                try:
+                    entry = from_record(cls.kind, record)
+                except InvalidParams as exc:
+                    raise StateError(f"state file {self._state.path}: {exc.data['reason'] if exc.data else exc}") \
+                        from exc
+                entries[entry.id] = entry
+        return entries
+
+    def _save(self) -> None:
+        self._state.save({section: [e.params() for e in self._entries.values() if isinstance(e, cls)]
+                          for section, cls in SECTIONS.items()})
+
+    async def _list_table(self) -> Listing | None:
+        """Our table's listing, or None when it does not exist."""
+        try:
+            return await self._require().run([{"list": {"table": table_ref()}}], f"list table {FAMILY} {TABLE}")
+        except KernelError as exc:
+            if exc.data and exc.data["errno"] == errno.ENOENT:
+                return None
+            raise
+
+    async def _reconcile(self) -> None:
+        async with self._lock:
+            listing = await self._list_table()
+            items = drift(self._policy, list(self._entries.values()), listing)
+            if not items:
+                self._reconciled = f"table {FAMILY} {TABLE} matched the record"
+                return
+            if listing is not None or self._entries:
+                for item in items:
+                    log.warning("drift in table %s %s: %s %s (expected %s, found %s)", FAMILY, TABLE,
+                                item["kind"], item["name"], item["expected"], item["actual"])
+            await self._rebuild()
+            self._reconciled = (f"created table {FAMILY} {TABLE}" if listing is None and not self._entries else
+                                f"rebuilt table {FAMILY} {TABLE} ({len(items)} differences) "
+                                f"with {len(self._entries)} recorded entries")
+            log.info("%s", self._reconciled)
+
+    async def _rebuild(self) -> None:
+        await self._require().run(rebuild(self._policy, list(self._entries.values())),
+                                  f"rebuild table {FAMILY} {TABLE}")
+
+    async def _apply(self, entry: Entry) -> None:
+        """Put an entry's rules in the kernel; rebuilds the whole table when it is gone."""
+        commands = [add_rule(chain, entry.id, expr) for chain, expr in entry.placements()]
+        try:
+            await self._require().run(commands, f"add {entry.kind} {entry.id}")
+        except KernelError as exc:
+            if not exc.data or exc.data["errno"] != errno.ENOENT:
+                raise
+            log.warning("table %s %s or a chain of it is gone; rebuilding it from the record", FAMILY, TABLE)
+            await self._rebuild()
+
+    async def _find(self, cls: type[Entry], id: str) -> list[tuple[str, int]]:
+        """(chain, handle) of every rule in our table tagged ``id``; lists only cls's chains."""
+        listing: Listing = []
+        for chain in cls.chains:
+            try:
+                listing += await self._require().run(
+                    [{"list": {"chain": {"family": FAMILY, "table": TABLE, "name": chain}}}], f"list chain {chain}")
+            except KernelError as exc:
+                if not exc.data or exc.data["errno"] != errno.ENOENT:
+                    raise
+        return [(obj["rule"]["chain"], obj["rule"]["handle"]) for obj in listing
+                if "rule" in obj and obj["rule"].get("comment") == id]
+
+    async def _add(self, entry: Entry) -> dict[str, Any]:
+        async with self._lock:
+            existing = self._entries.get(entry.id)
+            if existing is not None:
+                if existing != entry:
+                    raise Conflict(entry.kind, entry.id, f"already exists with {existing.differences(entry)}; "
+                                                         f"asked for {entry.differences(existing)}")
+                if len(await self._find(type(entry), entry.id)) == len(entry.placements()):
+                    return {"id": entry.id, "changed": False}
+                log.warning("%s %s was recorded but missing from the kernel; adding it again", entry.kind, entry.id)
+                await self._apply(entry)
+                return {"id": entry.id, "changed": True}
+            self._entries[entry.id] = entry
+            try:
+                self._save()
+            except BaseException:
+                del self._entries[entry.id]
+                raise
+            try:
+                await self._apply(entry)
+            except BaseException:
+                del self._entries[entry.id]
+                self._save()
+                raise
+            return {"id": entry.id, "changed": True}
+
+    async def _remove(self, cls: type[Entry], id: str) -> dict[str, Any]:
+        if not id.startswith(f"{cls.prefix}-"):
+            raise InvalidParams(f"{id} is not a {cls.kind} id (they start with {cls.prefix}-)", "/id")
+        nft = self._require()
+        async with self._lock:
+            entry = self._entries.get(id)
+            found = await self._find(cls, id)
+            if entry is None and not found:
+                return {"changed": False}
+            if found:
+                try:
+                    await nft.run([delete_rule(chain, handle) for chain, handle in found], f"delete {cls.kind} {id}")
+                except KernelError as exc:  # a rule vanished since the listing: list again, once
+                    if not exc.data or exc.data["errno"] != errno.ENOENT:
+                        raise
+                    found = await self._find(cls, id)
+                    if found:
+                        await nft.run([delete_rule(c, h) for c, h in found], f"delete {cls.kind} {id}")
+            if entry is not None:
+                del self._entries[id]
+                try:
+                    self._save()
+                except BaseException:
+                    self._entries[id] = entry
+                    await self._apply(entry)
+                    raise
+            return {"changed": True}
