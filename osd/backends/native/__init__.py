@@ -25,6 +25,8 @@ from ...registry import MethodSpec, Tier
 from ...rpc import Caller
 from .impl import Implementations
 from .net import services as net_services
+from .net.conntrack import ConntrackService
+from .net.firewall import NetfilterService
 
 MOS_ONLY = "Open vSwitch methods exist only on MOS nodes; this daemon runs the native backend"
 
@@ -118,4 +120,4 @@ class Overview:
 
 def create(config: Config) -> NativeBackend:
     """The native backend with every service of this host."""
-    return NativeBackend(config, services=[*net_services(config)])
+    return NativeBackend(config, services=[*net_services(config), NetfilterService(config), ConntrackService()])

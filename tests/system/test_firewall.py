@@ -1,0 +1,248 @@
+"""The firewall through the real daemon: input policy, allow rules, ids, drift and restart.
+
+The daemon runs inside the router namespace of a RouterLab; effects are checked with real
+connections from the client namespace and with ``nft -j`` in the router namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osd.client import RpcError
+from support.daemon import REAL_DAEMON, Daemon
+from support.netlab import NetLab
+from support.routerlab import RouterLab
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def lab() -> Iterator[RouterLab]:
+    with NetLab() as netlab:
+        yield RouterLab(netlab)
+
+
+def drop_config(tmp_path: Path) -> list[str]:
+    config = tmp_path / "osd.toml"
+    config.write_text('[net]\ninput_policy = "drop"\n')
+    return ["--config", str(config)]
+
+
+def nft_table(lab: RouterLab, table: str = "osd") -> list[dict[str, Any]]:
+    done = lab.router.exec("nft", "-j", "list", "table", "inet", table, check=False)
+    return json.loads(done.stdout)["nftables"] if done.returncode == 0 else []
+
+
+def comments(lab: RouterLab) -> list[str]:
+    return [obj["rule"].get("comment") for obj in nft_table(lab) if "rule" in obj]
+
+
+def rpc_error(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
+    with pytest.raises(RpcError) as err:
+        daemon.call(method, params)
+    return err.value
+
+
+def test_drop_policy_blocks_until_a_rule_opens_the_port(lab: RouterLab, tmp_path: Path) -> None:
+    lab.serve(lab.router, lab.ROUTER_C4, 8081)
+    lab.serve(lab.router, lab.ROUTER_C6, 8081)
+    assert lab.get(lab.ROUTER_C4, 8081) == lab.CLIENT4  # open before the daemon starts
+    with Daemon(REAL_DAEMON, args=drop_config(tmp_path), netns=lab.router.name) as daemon:
+        assert lab.get(lab.ROUTER_C4, 8081, timeout=1) is None
+        assert lab.get(lab.ROUTER_C6, 8081, timeout=1) is None
+        # The essentials still pass: ICMP echo, and IPv6 neighbour discovery (a fresh
+        # neighbour table on both sides, so the ping needs NS/NA through the drop policy).
+        lab.client.ip("-6", "neigh", "flush", "all")
+        lab.router.ip("-6", "neigh", "flush", "all")
+        lab.client.exec("ping", "-c1", "-W2", lab.ROUTER_C4)
+        lab.client.exec("ping", "-c1", "-W2", lab.ROUTER_C6)
+
+        rule = daemon.call("net.firewall.add_rule", {"port": 8081, "proto": "tcp", "comment": "test service"})
+        assert rule["changed"] and rule["id"].startswith("fw-")
+        assert lab.get(lab.ROUTER_C4, 8081) == lab.CLIENT4
+        assert lab.get(lab.ROUTER_C6, 8081) == lab.CLIENT6
+        assert rule["id"] in comments(lab)
+
+        assert daemon.call("net.firewall.remove_rule", {"id": rule["id"]}) == {"changed": True}
+        assert lab.get(lab.ROUTER_C4, 8081, timeout=1) is None
+        assert rule["id"] not in comments(lab)
+
+        # A rule for one source network and family opens the port to it alone.
+        v6_only = daemon.call("net.firewall.add_rule", {"port": "8000-8090", "proto": "tcp",
+                                                        "source": "2001:db8:1::/64"})
+        assert lab.get(lab.ROUTER_C6, 8081) == lab.CLIENT6
+        assert lab.get(lab.ROUTER_C4, 8081, timeout=1) is None
+        assert daemon.call("net.firewall.remove_rule", {"id": v6_only["id"]}) == {"changed": True}
+
+
+def test_ids_idempotency_conflicts_and_bad_input(lab: RouterLab) -> None:
+    with Daemon(REAL_DAEMON, netns=lab.router.name) as daemon:
+        params = {"port": 22, "proto": "tcp", "source": "192.0.2.0/24", "comment": "ssh"}
+        first = daemon.call("net.firewall.add_rule", params)
+        again = daemon.call("net.firewall.add_rule", {**params, "family": "inet", "source": "192.0.2.77/24"})
+        assert again == {"id": first["id"], "changed": False}  # same rule, normalised
+        assert comments(lab) == [first["id"]]
+        conflict = rpc_error(daemon, "net.firewall.add_rule", {**params, "comment": "other"})
+        assert conflict.code == -32005 and conflict.data["name"] == first["id"]
+
+        dnat = {"proto": "udp", "external_port": 5353, "internal_address": "198.51.100.2", "internal_port": 53}
+        d1 = daemon.call("net.nat.add_dnat", dnat)
+        assert daemon.call("net.nat.add_dnat", dnat) == {"id": d1["id"], "changed": False}
+        assert rpc_error(daemon, "net.nat.add_dnat", {**dnat, "internal_port": 54}).code == -32005
+        s1 = daemon.call("net.nat.add_snat", {"source": "192.0.2.0/24", "out_interface": lab.router_s,
+                                              "to_address": lab.ROUTER_S4})
+        assert daemon.call("net.nat.add_snat", {"source": "192.0.2.0/24", "out_interface": lab.router_s,
+                                                "to_address": lab.ROUTER_S4})["changed"] is False
+        assert rpc_error(daemon, "net.nat.add_snat", {"source": "192.0.2.0/24",
+                                                      "out_interface": lab.router_s}).code == -32005
+
+        before = nft_table(lab)
+        bad = [
+            ("net.firewall.add_rule", {"port": 22, "proto": "tcp", "source": "2001:db8::/32", "family": "inet"}),
+            ("net.firewall.add_rule", {"port": "90-80", "proto": "tcp"}),
+            ("net.firewall.add_rule", {"port": 0, "proto": "tcp"}),
+            ("net.firewall.add_rule", {"port": 22, "proto": "icmp"}),
+            ("net.firewall.add_rule", {"port": 22, "proto": "tcp", "interface": "a/b"}),
+            ("net.nat.add_dnat", {**dnat, "internal_address": "2001:db8::2", "family": "inet"}),
+            ("net.nat.add_dnat", {**dnat, "external_address": "2001:db8::1"}),
+            ("net.nat.add_dnat", {**dnat, "internal_address": "0.0.0.0"}),
+            ("net.nat.add_dnat", {**dnat, "internal_address": "not-an-ip"}),
+            ("net.nat.add_snat", {"source": "192.0.2.0/24", "out_interface": "x", "to_address": "2001:db8::1"}),
+            ("net.firewall.remove_rule", {"id": d1["id"]}),  # a DNAT id given to the firewall
+            ("net.nat.remove_snat", {"id": "nonsense"}),
+        ]
+        for method, params in bad:
+            assert rpc_error(daemon, method, params).code == -32602, (method, params)
+        assert nft_table(lab) == before  # nothing was applied
+
+        unknown = "fw-0123456789abcdef"
+        assert daemon.call("net.firewall.remove_rule", {"id": unknown}) == {"changed": False}
+        assert daemon.call("net.nat.remove_snat", {"id": s1["id"]}) == {"changed": True}
+        assert daemon.call("net.nat.remove_snat", {"id": s1["id"]}) == {"changed": False}
+        assert sorted(comments(lab)) == sorted([first["id"], d1["id"], d1["id"]])  # DNAT: prerouting + output
+
+
+def test_listing_marks_what_the_daemon_manages_and_leaves_other_tables_alone(lab: RouterLab) -> None:
+    lab.router.exec("nft", "add", "table", "inet", "other")
+    lab.router.exec("nft", "add", "chain", "inet", "other", "in", "{ type filter hook input priority 10; }")
+    lab.router.exec("nft", "add", "rule", "inet", "other", "in", "tcp", "dport", "9", "accept", "comment",
+                    "fw-0000000000000000")
+    foreign = nft_table(lab, "other")
+    with Daemon(REAL_DAEMON, netns=lab.router.name) as daemon:
+        entries = [
+            ("net.firewall.add_rule", {"port": 22, "proto": "tcp"}),
+            ("net.firewall.add_rule", {"port": "60000-60100", "proto": "udp", "interface": lab.router_c}),
+            ("net.firewall.add_rule", {"port": 53, "proto": "udp", "family": "inet6"}),
+            ("net.firewall.add_rule", {"port": 22, "proto": "tcp", "source": "192.0.2.9"}),
+            ("net.nat.add_dnat", {"proto": "tcp", "external_port": 2222, "internal_address": lab.SERVER4,
+                                  "internal_port": 22, "external_address": lab.ROUTER_C4}),
+            ("net.nat.add_dnat", {"proto": "tcp", "external_port": 2223, "internal_address": lab.SERVER6,
+                                  "internal_port": 22, "interface": lab.router_c}),
+            ("net.nat.add_snat", {"source": "2001:db8:1::/64", "out_interface": lab.router_s,
+                                  "to_address": lab.ROUTER_S6}),
+        ]
+        ids = {daemon.call(method, params)["id"] for method, params in entries}
+        # Every form the daemon writes lists back identically: no drift.
+        assert daemon.call("net.verify") == {"ok": True, "drift": []}
+
+        ruleset = daemon.call("net.firewall")
+        tables = {(t["family"], t["name"]): t["managed"] for t in ruleset["tables"]}
+        assert tables == {("inet", "osd"): True, ("inet", "other"): False}
+        ours = [r for r in ruleset["rules"] if r["managed"]]
+        assert {r["id"] for r in ours} == ids
+        theirs = [r for r in ruleset["rules"] if not r["managed"]]
+        assert len(theirs) == 1 and theirs[0]["id"] is None and theirs[0]["table"] == "other"
+        assert {c["name"] for c in ruleset["chains"] if c["managed"]} == {"input", "prerouting", "output",
+                                                                        "postrouting"}
+
+        # Behind the daemon's back: one rule edited, one foreign rule slipped into its table.
+        handle = next(obj["rule"]["handle"] for obj in nft_table(lab)
+                      if "rule" in obj and obj["rule"]["chain"] == "input" and obj["rule"]["expr"][-2]["match"]
+                      ["right"] == 22 and len(obj["rule"]["expr"]) == 2)
+        edited = next(obj["rule"]["comment"] for obj in nft_table(lab)
+                      if "rule" in obj and obj["rule"]["handle"] == handle)
+        lab.router.exec("nft", "replace", "rule", "inet", "osd", "input", "handle", str(handle),
+                        "tcp", "dport", "23", "accept", "comment", edited)
+        lab.router.exec("nft", "add", "rule", "inet", "osd", "input", "tcp", "dport", "7", "accept")
+        drift = daemon.call("net.verify")
+        assert not drift["ok"]
+        changed = [d for d in drift["drift"] if d["name"] == edited]
+        assert len(changed) == 1 and changed[0]["kind"] == "firewall-rule"
+        assert changed[0]["actual"]["expr"][0]["match"]["right"] == 23
+        assert [d["kind"] for d in drift["drift"] if d["name"] != edited] == ["nft-rule"]
+        assert daemon.call("net.health")["status"] == "degraded"
+    assert nft_table(lab, "other") == foreign
+
+
+def test_kill_9_table_deleted_behind_its_back_then_restart_restores(lab: RouterLab, tmp_path: Path) -> None:
+    lab.serve(lab.server, lab.SERVER4, 80)
+    lab.serve(lab.router, lab.ROUTER_C4, 8081)
+    args = drop_config(tmp_path)
+    first = Daemon(REAL_DAEMON, args=args, netns=lab.router.name).start()
+    second = Daemon(REAL_DAEMON, args=args, netns=lab.router.name, workdir=str(first.workdir))
+    try:
+        fw = first.call("net.firewall.add_rule", {"port": 8081, "proto": "tcp"})["id"]
+        dnat = first.call("net.nat.add_dnat", {"proto": "tcp", "external_port": 8080,
+                                               "internal_address": lab.SERVER4, "internal_port": 80})["id"]
+        snat = first.call("net.nat.add_snat", {"source": "192.0.2.0/24", "out_interface": lab.router_s})["id"]
+        assert lab.get(lab.ROUTER_C4, 8080) == lab.ROUTER_S4 and lab.get(lab.ROUTER_C4, 8081) == lab.CLIENT4
+
+        lab.router.exec("nft", "delete", "table", "inet", "osd")
+        assert lab.get(lab.ROUTER_C4, 8080, timeout=1) is None
+        drift = first.call("net.verify")
+        assert not drift["ok"]
+        missing = {(d["kind"], d["name"]) for d in drift["drift"] if d["actual"] is None}
+        assert {("nft-table", "inet osd"), ("firewall-rule", fw), ("dnat", dnat), ("snat", snat),
+                ("firewall-base-rule", "osd:established")} <= missing
+        health = first.call("net.health")
+        assert health["status"] == "degraded"
+
+        first.kill()
+        second.start()
+        assert "rebuilt table inet osd" in second.log
+        assert second.call("net.verify") == {"ok": True, "drift": []}
+        assert sorted(comments(lab)).count(dnat) == 2 and fw in comments(lab) and snat in comments(lab)
+        policy = next(obj["chain"]["policy"] for obj in nft_table(lab)
+                      if "chain" in obj and obj["chain"]["name"] == "input")
+        assert policy == "drop"
+        assert lab.get(lab.ROUTER_C4, 8080) == lab.ROUTER_S4 and lab.get(lab.ROUTER_C4, 8081) == lab.CLIENT4
+    finally:
+        second.cleanup()
+        first.cleanup()
+
+
+def test_a_write_after_the_table_vanished_rebuilds_it(lab: RouterLab) -> None:
+    with Daemon(REAL_DAEMON, netns=lab.router.name) as daemon:
+        old = daemon.call("net.firewall.add_rule", {"port": 22, "proto": "tcp"})["id"]
+        lab.router.exec("nft", "delete", "table", "inet", "osd")
+        # Re-adding a recorded rule whose kernel rule is gone puts it back (changed true).
+        assert daemon.call("net.firewall.add_rule", {"port": 22, "proto": "tcp"}) == {"id": old, "changed": True}
+        assert daemon.call("net.verify") == {"ok": True, "drift": []}
+        # A new rule finds the table gone: the whole table comes back with it, in one transaction.
+        lab.router.exec("nft", "delete", "table", "inet", "osd")
+        new = daemon.call("net.firewall.add_rule", {"port": 443, "proto": "tcp"})["id"]
+        assert sorted(comments(lab)) == sorted([old, new])
+        assert daemon.call("net.verify") == {"ok": True, "drift": []}
+
+
+def test_an_unreadable_state_file_stops_start_up_naming_it(lab: RouterLab) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="osd-t-", dir="/tmp"))  # short: socket paths live in it
+    (workdir / "state").mkdir()
+    (workdir / "state" / "netfilter.json").write_text('{"format": "osd-state", "kind": "netfilter", "version": 1, '
+                                          '"data": {"dnat": [{"proto": "tcp", "external_port": 1}]}}')
+    daemon = Daemon(REAL_DAEMON, netns=lab.router.name, workdir=str(workdir))
+    try:
+        with pytest.raises(Exception, match="netfilter.json"):
+            daemon.start(timeout=15)
+        assert daemon.proc is not None and daemon.proc.returncode == 1
+    finally:
+        daemon.cleanup()
+        shutil.rmtree(workdir)
+    assert nft_table(lab) == []  # nothing applied
