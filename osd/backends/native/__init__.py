@@ -120,4 +120,7 @@ class Overview:
 
 def create(config: Config) -> NativeBackend:
     """The native backend with every service of this host."""
-    return NativeBackend(config, services=[*net_services(config), NetfilterService(config), ConntrackService()])
+    from . import vol
+
+    return NativeBackend(config, services=[*net_services(config), NetfilterService(config), ConntrackService(),
+                                           *vol.services(config)])

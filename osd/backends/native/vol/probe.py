@@ -1,0 +1,157 @@
+"""What is on a block device (filesystem, partition table, partition entry): from blkid or udev.
+
+Both sources speak libblkid's vocabulary: ``blkid -p -o export`` prints TYPE, LABEL,
+PTTYPE, PART_ENTRY_NAME..., and udev's blkid builtin stores the same values as ID_FS_TYPE,
+ID_FS_LABEL_ENC, ID_PART_TABLE_TYPE, ID_PART_ENTRY_NAME... Both become one ``Probe``, so
+an answer is the same with or without udevd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+from .... import tools
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """libblkid's findings on one device; ``error`` is set when it could not be read at all."""
+
+    fs_type: str | None = None
+    fs_label: str | None = None
+    fs_uuid: str | None = None
+    fs_usage: str | None = None      # filesystem, other (swap), raid (md member), crypto
+    pt_type: str | None = None       # gpt, dos
+    pt_uuid: str | None = None
+    part_number: int | None = None
+    part_name: str | None = None
+    part_type: str | None = None
+    part_uuid: str | None = None
+    error: str | None = None
+
+    @property
+    def holds_data(self) -> bool:
+        """True when something is on the device (a filesystem, swap, an array member, a partition
+        table) or when it could not be probed, which is treated the same way."""
+        return bool(self.fs_type or self.pt_type or self.error)
+
+    @property
+    def what(self) -> str:
+        """What the device holds, for error messages."""
+        if self.error:
+            return f"contents unknown ({self.error})"
+        if self.fs_type:
+            label = f" labelled {self.fs_label!r}" if self.fs_label else ""
+            return f"a {self.fs_type} signature{label}"
+        if self.pt_type:
+            return f"a {self.pt_type} partition table"
+        return "nothing"
+
+
+def from_tags(tags: Mapping[str, str]) -> Probe:
+    """A Probe from libblkid tag names (TYPE, LABEL, PTTYPE, PART_ENTRY_NUMBER, ...)."""
+    number = tags.get("PART_ENTRY_NUMBER")
+    return Probe(
+        fs_type=tags.get("TYPE") or None,
+        fs_label=tags.get("LABEL") or None,
+        fs_uuid=tags.get("UUID") or None,
+        fs_usage=tags.get("USAGE") or None,
+        pt_type=tags.get("PTTYPE") or None,
+        pt_uuid=tags.get("PTUUID") or None,
+        part_number=int(number) if number and number.isdigit() else None,
+        part_name=tags.get("PART_ENTRY_NAME") or None,
+        part_type=(tags.get("PART_ENTRY_TYPE") or "").lower() or None,
+        part_uuid=tags.get("PART_ENTRY_UUID") or None,
+    )
+
+
+# ---------------------------------------------------------------- blkid
+_ERROR = re.compile(r"^(?:blkid: error: )?(/dev/\S+?):\s*(.+)$")
+
+
+def parse_export(stdout: str, stderr: str = "") -> dict[str, Probe]:
+    """``blkid -p -d -o export DEV...`` output: DEVNAME -> Probe; devices named on stderr get ``error``.
+
+    A device that blkid found nothing on is absent from the result (it is blank).
+    """
+    found: dict[str, Probe] = {}
+    for block in re.split(r"\n\s*\n", stdout.strip()):
+        tags = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "DEVNAME" in tags:
+            found[tags["DEVNAME"]] = from_tags(tags)
+    for line in stderr.splitlines():
+        m = _ERROR.match(line.strip())
+        if m and m.group(1) not in found:
+            found[m.group(1)] = Probe(error=m.group(2))
+    return found
+
+
+async def blkid(paths: Iterable[str]) -> dict[str, Probe]:
+    """Low-level probe (-p, no cache) of every path in one blkid run; raises NotSupported without blkid.
+
+    -d keeps labels raw (UTF-8 as is) instead of blkid's M-/^ notation. Exit 2 (nothing
+    found on some device) and 8 (ambivalent result: reported per device on stderr) are
+    answers, not failures.
+    """
+    paths = list(paths)
+    if not paths:
+        return {}
+    result = await tools.run(["blkid", "-p", "-d", "-o", "export", *paths], ok=(0, 2, 8), deadline_s=30)
+    return parse_export(result.stdout, result.stderr)
+
+
+# ---------------------------------------------------------------- udev
+_HEX = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+def decode_udev(value: str) -> str:
+    """udev's ``\\xNN`` encoding (ID_FS_LABEL_ENC, ID_PART_ENTRY_NAME) undone, as UTF-8."""
+    raw = _HEX.sub(lambda m: bytes([int(m.group(1), 16)]), value.encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", errors="replace")
+
+
+def from_udev(props: Mapping[str, str]) -> Probe:
+    """A Probe from a udev database entry's properties (ID_FS_*, ID_PART_TABLE_*, ID_PART_ENTRY_*)."""
+    tags: dict[str, str] = {}
+    for key, value in props.items():
+        if key.startswith("ID_FS_") and not key.endswith("_ENC"):
+            tags[key[len("ID_FS_"):]] = value
+        elif key.startswith("ID_PART_TABLE_"):
+            tags["PT" + key[len("ID_PART_TABLE_"):]] = value
+        elif key.startswith("ID_PART_ENTRY_"):
+            tags[key[len("ID_"):]] = value
+    # The plain ID_FS_LABEL has unsafe characters replaced by '_'; the _ENC form is exact.
+    if "ID_FS_LABEL_ENC" in props:
+        tags["LABEL"] = decode_udev(props["ID_FS_LABEL_ENC"])
+    if "PART_ENTRY_NAME" in tags:
+        tags["PART_ENTRY_NAME"] = decode_udev(tags["PART_ENTRY_NAME"])
+    return from_tags(tags)
+
+
+def udev_probes(names: Iterable[str]) -> dict[str, Probe]:
+    """Probes from the udev database for the devices udev has initialised; the others are left out.
+
+    Empty when udev has no database here (no udevd) or pyudev/libudev is unavailable.
+    """
+    if not os.path.isdir("/run/udev/data"):
+        return {}
+    try:
+        import pyudev
+    except ImportError:
+        return {}
+    found: dict[str, Probe] = {}
+    try:
+        context = pyudev.Context()
+        for name in names:
+            try:
+                device = pyudev.Devices.from_name(context, "block", name)
+            except pyudev.DeviceNotFoundError:
+                continue
+            if device.is_initialized:
+                found[f"/dev/{name}"] = from_udev(dict(device.properties))
+    except (ImportError, OSError):  # libudev itself missing or unreadable
+        return {}
+    return found
