@@ -65,8 +65,7 @@ class LoopLab:
 
     def partitions(self, dev: str) -> list[str]:
         """/dev paths of the kernel's partitions of ``dev``."""
-        name = os.path.basename(dev)
-        base = f"/sys/block/{name}"
+        base = f"/sys/class/block/{os.path.basename(dev)}"
         return sorted(f"/dev/{p}" for p in os.listdir(base) if os.path.exists(f"{base}/{p}/partition"))
 
     def fingerprint(self, dev: str) -> tuple[Any, ...]:
