@@ -72,35 +72,51 @@ def from_tags(tags: Mapping[str, str]) -> Probe:
 _ERROR = re.compile(r"^(?:blkid: error: )?(/dev/\S+?):\s*(.+)$")
 
 
-def parse_export(stdout: str, stderr: str = "") -> dict[str, Probe]:
-    """``blkid -p -d -o export DEV...`` output: DEVNAME -> Probe; devices named on stderr get ``error``.
-
-    A device that blkid found nothing on is absent from the result (it is blank).
-    """
+def parse_export(stdout: str) -> dict[str, Probe]:
+    """``blkid -p -d -o export DEV...`` output: DEVNAME -> Probe, for the devices it printed."""
     found: dict[str, Probe] = {}
     for block in re.split(r"\n\s*\n", stdout.strip()):
         tags = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         if "DEVNAME" in tags:
             found[tags["DEVNAME"]] = from_tags(tags)
-    for line in stderr.splitlines():
-        m = _ERROR.match(line.strip())
-        if m and m.group(1) not in found:
-            found[m.group(1)] = Probe(error=m.group(2))
     return found
 
 
-async def blkid(paths: Iterable[str]) -> dict[str, Probe]:
-    """Low-level probe (-p, no cache) of every path in one blkid run; raises NotSupported without blkid.
+def parse_errors(stderr: str) -> dict[str, str]:
+    """Device -> message for the devices blkid complained about on stderr."""
+    errors = {}
+    for line in stderr.splitlines():
+        m = _ERROR.match(line.strip())
+        if m:
+            errors[m.group(1)] = m.group(2)
+    return errors
 
-    -d keeps labels raw (UTF-8 as is) instead of blkid's M-/^ notation. Exit 2 (nothing
-    found on some device) and 8 (ambivalent result: reported per device on stderr) are
-    answers, not failures.
+
+async def blkid(paths: Iterable[str]) -> dict[str, Probe]:
+    """Low-level probe (-p, no cache) of every path; a blank device is absent from the result.
+
+    blkid stops at the first device it finds nothing on (blank), cannot read, or finds an
+    ambivalent result on, so the run is repeated from the device after that one: one run
+    for a host without blank disks, one more per blank or unreadable device. A device that
+    stopped a run and was not reported blank (exit 2 without a message) gets ``error`` and
+    counts as holding data. -d keeps labels raw (UTF-8 as is). Raises NotSupported without
+    blkid.
     """
-    paths = list(paths)
-    if not paths:
-        return {}
-    result = await tools.run(["blkid", "-p", "-d", "-o", "export", *paths], ok=(0, 2, 8), deadline_s=30)
-    return parse_export(result.stdout, result.stderr)
+    remaining = list(paths)
+    found: dict[str, Probe] = {}
+    while remaining:
+        result = await tools.run(["blkid", "-p", "-d", "-o", "export", *remaining], ok=range(256), deadline_s=30)
+        printed = parse_export(result.stdout)
+        found.update(printed)
+        stop = next((i for i, path in enumerate(remaining) if path not in printed), None)
+        if stop is None:
+            break
+        path = remaining[stop]
+        message = parse_errors(result.stderr).get(path)
+        if message or result.returncode != 2:
+            found[path] = Probe(error=message or f"blkid exited with {result.returncode}")
+        remaining = remaining[stop + 1:]
+    return found
 
 
 # ---------------------------------------------------------------- udev
