@@ -27,6 +27,7 @@ from .impl import Implementations
 from .net import services as net_services
 from .net.conntrack import ConntrackService
 from .net.firewall import NetfilterService
+from .vol import services as vol_services
 
 MOS_ONLY = "Open vSwitch methods exist only on MOS nodes; this daemon runs the native backend"
 
@@ -120,7 +121,5 @@ class Overview:
 
 def create(config: Config) -> NativeBackend:
     """The native backend with every service of this host."""
-    from . import vol
-
     return NativeBackend(config, services=[*net_services(config), NetfilterService(config), ConntrackService(),
-                                           *vol.services(config)])
+                                           *vol_services(config)])
