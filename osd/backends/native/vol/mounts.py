@@ -114,9 +114,10 @@ class MountService:
                             entry["source"], target, exc.message)
 
     async def drift(self) -> list[dict[str, Any]]:
+        """Recorded mounts missing from mountinfo (actual null)."""
         mounts = {m.target for m in mountinfo.read_mounts()}
-        return [{"namespace": "vol", "kind": "mount", "name": target, "reason": "recorded mount is not mounted"}
-                for target in self.records.entries if target not in mounts]
+        return [{"kind": "mount", "name": target, "expected": entry, "actual": None}
+                for target, entry in sorted(self.records.entries.items()) if target not in mounts]
 
     # ------------------------------------------------------------ read
     @implements(vol.LIST_MOUNTS)
