@@ -72,10 +72,9 @@ class Bridges:
 
     async def drift(self) -> list[dict[str, Any]]:
         """Recorded bridges missing from the kernel (actual null) or differing from their record."""
-        links = {msg.get("ifname"): msg for msg in await self.kernel.dump("dump links", "link")}
         drift = []
         for name, record in sorted(self.managed.bridges.items()):
-            msg = links.get(name)
+            msg = await self.kernel.link(name)  # one request per record: no dump of every link
             if msg is None:
                 drift.append({"kind": "bridge", "name": name, "expected": record, "actual": None})
                 continue
@@ -92,19 +91,22 @@ class Bridges:
         """
         if name is not None:
             await self.kernel.require_bridge(name)
-        links = await self.kernel.dump("dump links", "link")
-        ports: dict[int, list[str]] = {}
-        for msg in links:
-            if msg.get("master"):
-                ports.setdefault(msg.get("master"), []).append(msg.get("ifname"))
+        links = await self.kernel.interfaces()
+        ports: dict[str, list[str]] = {}
+        for link in links:
+            if link["master"]:
+                ports.setdefault(link["master"], []).append(link["name"])
         result = []
-        for msg in links:
-            if kind_of(msg) != "bridge" or (name is not None and msg.get("ifname") != name):
+        for link in links:
+            if link["kind"] != "bridge" or (name is not None and link["name"] != name):
                 continue
+            msg = await self.kernel.link_by_index(link["index"])  # STP and VLAN settings
+            if msg is None:
+                continue  # gone meanwhile
             state = observed(msg)
-            result.append({"name": msg.get("ifname"), "ports": ports.get(msg["index"], []), "stp": state["stp"],
+            result.append({"name": link["name"], "ports": ports.get(link["name"], []), "stp": state["stp"],
                            "vlan_filtering": state["vlan_filtering"], "mtu": state["mtu"],
-                           "managed": msg.get("ifname") in self.managed.bridges})
+                           "managed": link["name"] in self.managed.bridges})
         return result
 
     @implements(net.BRIDGE_ADD)
@@ -201,14 +203,17 @@ class Bridges:
         async with self.managed.lock:
             a = await self.kernel.require_bridge(bridge_a)
             b = await self.kernel.require_bridge(bridge_b)
-            links = await self.kernel.dump("dump links", "link")
-            by_index = {msg["index"]: msg for msg in links}
-            for msg in links:
-                peer = by_index.get(msg.get("link")) if kind_of(msg) == "veth" and not msg.get("link_netnsid") else None
-                if msg.get("master") == a["index"] and peer is not None and peer.get("master") == b["index"]:
-                    return {"changed": False, "veth_a": msg.get("ifname"), "veth_b": peer.get("ifname")}
+            links = await self.kernel.interfaces()
+            by_index = {link["index"]: link for link in links}
+            for port in links:
+                if port["master"] != bridge_a or port["kind"] != "veth":
+                    continue
+                msg = await self.kernel.link_by_index(port["index"])  # its peer (IFLA_LINK)
+                peer = by_index.get(msg.get("link")) if msg is not None and not msg.get("link_netnsid") else None
+                if peer is not None and peer["master"] == bridge_b:
+                    return {"changed": False, "veth_a": port["name"], "veth_b": peer["name"]}
             veth_a, veth_b = veth_names(bridge_a, bridge_b)
-            taken = [name for name in (veth_a, veth_b) if any(msg.get("ifname") == name for msg in links)]
+            taken = [name for name in (veth_a, veth_b) if any(link["name"] == name for link in links)]
             if taken:
                 raise Conflict("interface", taken[0], f"exists and does not connect {bridge_a} and {bridge_b}")
             await self.kernel.request(f"create veth {veth_a}", "link", "add", ifname=veth_a, kind="veth",
@@ -240,8 +245,7 @@ class Bridges:
             if tap is not None and tap.get("bridge") != bridge:
                 raise Conflict("tap", interface, f"is a managed tap of bridge {tap.get('bridge')}")
             if master:
-                owner = await self.kernel.link_by_index(master)
-                where = owner.get("ifname") if owner is not None else f"link {master}"
+                where = await self.kernel.master_of(port) or f"link {master}"
                 raise Conflict("interface", interface, f"is a port of {where}; remove it there first")
             await self.kernel.request(f"attach {interface} to {bridge}", "link", "set", index=port["index"],
                                       master=br["index"])

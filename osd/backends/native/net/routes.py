@@ -5,25 +5,18 @@ from __future__ import annotations
 import dataclasses
 import errno
 import ipaddress
+import socket
 from typing import Any
 
 from ....errors import Conflict, InvalidParams, KernelError
 from ....methods import net
 from ..impl import Implementations
-from .kernel import Kernel, Message, errno_of
-from .links import FAMILIES
+from .kernel import Kernel, errno_of
 
 implements = Implementations()
 
 TABLES = {"main": 254, "local": 255, "default": 253}
-FAMILY_NUMBERS = {name: number for number, name in FAMILIES.items()}
-# rtnetlink.h: rtm_protocol, rtm_scope and rtm_type values, named as `ip` names them.
-PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated",
-             9: "ra", 10: "mrt", 11: "zebra", 12: "bird", 16: "dhcp", 42: "babel",
-             186: "bgp", 187: "isis", 188: "ospf", 189: "rip"}  # fmt: skip
-SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
-ROUTE_TYPES = ("unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
-               "unreachable", "prohibit", "throw", "nat", "xresolve")  # fmt: skip
+FAMILY_NUMBERS = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
 # The kernel gives an IPv6 route metric 1024 when none is asked for, an IPv4 route 0.
@@ -98,30 +91,6 @@ class RouteSpec:
         return f"{self.dst}{via} table {self.table}"
 
 
-def route_entry(msg: Message, names: dict[int, str]) -> dict[str, Any]:
-    """One net.routes entry; a multipath route adds nexthops [{gateway, dev, weight}]."""
-    family = FAMILIES[msg["family"]]
-    dst = msg.get("dst")
-    rtype = msg["type"]
-    oif = msg.get("oif")
-    route: dict[str, Any] = {
-        "family": family,
-        "dst": f"{dst}/{msg['dst_len']}" if dst else "default",
-        "gateway": msg.get("gateway"),
-        "dev": names.get(oif) if oif else None,
-        "metric": msg.get("priority") or 0,
-        "protocol": PROTOCOLS.get(msg["proto"], str(msg["proto"])),
-        "scope": SCOPES.get(msg["scope"], str(msg["scope"])),
-        "table": msg.get("table"),
-        "type": ROUTE_TYPES[rtype] if rtype < len(ROUTE_TYPES) else str(rtype),
-    }
-    hops = msg.get("multipath")
-    if hops:
-        route["nexthops"] = [{"gateway": hop.get("gateway"), "dev": names.get(hop["oif"]),
-                              "weight": hop["hops"] + 1} for hop in hops]
-    return route
-
-
 class Routes:
     """Reads and changes routes; writes are idempotent."""
 
@@ -140,15 +109,13 @@ class Routes:
 
     @implements(net.ROUTES)
     async def routes(self, family: str | None = None, table: int | str | None = None) -> list[dict[str, Any]]:
-        """Routes of one table (main when absent), IPv4 then IPv6, in kernel order. Read-only."""
+        """Routes of one table (main when absent), IPv4 then IPv6, in kernel order: {family,
+        dst ("default" or CIDR), gateway, dev, metric, protocol, scope, table (number), type},
+        plus nexthops [{gateway, dev, weight}] for a multipath route. Read-only."""
         return await self._routes(family, table_number(table))
 
     async def _routes(self, family: str | None, table: int) -> list[dict[str, Any]]:
-        kwargs = {"family": FAMILY_NUMBERS[family]} if family else {}
-        msgs = await self.kernel.dump("dump routes", "route", **kwargs)
-        names = await self.kernel.names()
-        return [route_entry(msg, names) for msg in msgs
-                if msg["family"] in FAMILIES and msg.get("table") == table]
+        return await self.kernel.routes(family, table)
 
     @implements(net.ROUTES_ADD)
     async def add(self, dst: str, gateway: str | None = None, dev: str | None = None, metric: int | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import time
@@ -15,12 +16,10 @@ from ....errors import KernelError
 from ....methods import net
 from ..impl import Implementations
 from .kernel import Kernel
-from .links import address
 
 implements = Implementations()
 
 PROC_CMDLINE = Path("/proc/cmdline")
-RT_SCOPE_UNIVERSE = 0
 # Kernel and initramfs (dracut, initramfs-tools) parameters that shape networking at boot.
 NETWORK_PARAMS = frozenset({
     "ip", "ipv6.disable", "ipv6.disable_ipv6", "ipv6.autoconf", "net.ifnames", "biosdevname",
@@ -34,7 +33,9 @@ REPEATABLE = frozenset({"ip", "nameserver", "ifname", "rd.route", "vlan", "bond"
 def cmdline_words(text: str) -> list[str]:
     """The kernel's parameters: words split on whitespace, double quotes grouping, up to a
     lone "--" (what follows belongs to init)."""
-    words, word, quoted, started = [], [], False, False
+    words: list[str] = []
+    word: list[str] = []
+    quoted = started = False
     for char in text:
         if char == '"':
             quoted, started = not quoted, True
@@ -68,6 +69,10 @@ def network_params(text: str) -> dict[str, Any]:
     return params
 
 
+def _local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_loopback or address.is_link_local
+
+
 class System:
     """The daemon's own overview and configuration."""
 
@@ -90,13 +95,14 @@ class System:
 
     @implements(net.STATUS)
     async def status(self) -> dict[str, Any]:
-        """pid, uptime_s, mode, version, hostname and the node's global-scope addresses."""
-        names = await self.kernel.names()
-        addresses = []
-        for msg in await self.kernel.dump("dump addresses", "addr"):
-            entry = address(msg)
-            if entry is not None and msg["scope"] == RT_SCOPE_UNIVERSE:
-                addresses.append({"interface": names.get(entry[0], str(entry[0])), **entry[1]})
+        """pid, uptime_s, mode, version, hostname and the node's addresses, without loopback
+        and link-local ones: [{interface, family, address, prefixlen}]. Read-only."""
+        addresses = [
+            {"interface": link["name"], **entry}
+            for link in await self.kernel.interfaces()
+            for entry in link["addresses"]
+            if not _local(ipaddress.ip_address(entry["address"]))
+        ]
         return {
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self.started, 3),

@@ -29,16 +29,15 @@ IFLA_TUN_TYPE_TAP = 2
 NO_OWNER = 0xFFFFFFFF  # the kernel's INVALID_UID: no owner set
 
 
-def observed(msg: Message, names: dict[int, str]) -> dict[str, Any]:
-    """What a tap record describes, as the kernel has it."""
+def observed(msg: Message, bridge: str | None) -> dict[str, Any]:
+    """What a tap record describes, as the kernel has it; ``bridge`` is its master's name."""
     data = ("linkinfo", "data")
     is_tap = kind_of(msg) == "tun" and msg.get((*data, "tun_type")) == IFLA_TUN_TYPE_TAP
     owner = msg.get((*data, "tun_owner"))
-    master = msg.get("master")
     return {
         "kind": "tap" if is_tap else kind_of(msg),
         "persist": bool(msg.get((*data, "tun_persist"))),
-        "bridge": names.get(master) if master else None,
+        "bridge": bridge,
         "mac": msg.get("address"),
         "mtu": msg.get("mtu"),
         "owner_uid": None if owner is None or owner == NO_OWNER else owner,
@@ -82,22 +81,22 @@ class Taps:
     async def health(self) -> dict[str, Any]:
         return {"ok": True, "status": "ok"}
 
-    async def _observe(self) -> dict[str, dict[str, Any]]:
-        """observed() of every recorded tap present in the kernel, by name."""
-        links = await self.kernel.dump("dump links", "link")
-        names = {msg["index"]: msg.get("ifname") for msg in links}
-        return {msg.get("ifname"): observed(msg, names) for msg in links
-                if msg.get("ifname") in self.managed.taps}
+    async def _present(self) -> dict[str, Message]:
+        """The link of every recorded tap present in the kernel, by name (one request each:
+        far cheaper than a dump on a node with thousands of links)."""
+        links = {name: await self.kernel.link(name) for name in sorted(self.managed.taps)}
+        return {name: msg for name, msg in links.items() if msg is not None}
 
     async def drift(self) -> list[dict[str, Any]]:
         """Recorded taps missing from the kernel (actual null) or differing from their record."""
-        seen = await self._observe()
+        present = await self._present()
         drift = []
         for name, record in sorted(self.managed.taps.items()):
-            if name not in seen:
+            if name not in present:
                 drift.append({"kind": "tap", "name": name, "expected": record, "actual": None})
                 continue
-            expected, actual = differences(expectation(record), seen[name])
+            msg = present[name]
+            expected, actual = differences(expectation(record), observed(msg, await self.kernel.master_of(msg)))
             if expected:
                 drift.append({"kind": "tap", "name": name, "expected": expected, "actual": actual})
         return drift
@@ -106,7 +105,7 @@ class Taps:
     async def list(self) -> list[dict[str, Any]]:
         """Every recorded tap: {name, bridge (recorded), mac, mtu (the kernel's when present),
         owner_uid, multi_queue, state (operstate, or "absent"), present}. Read-only."""
-        links = {msg.get("ifname"): msg for msg in await self.kernel.dump("dump links", "link")}
+        links = await self._present()
         result = []
         for name, record in sorted(self.managed.taps.items()):
             msg = links.get(name)
@@ -137,8 +136,7 @@ class Taps:
             await self.kernel.require_bridge(bridge)
             msg = await self.kernel.link(name)
             if msg is not None:
-                names = await self.kernel.names()
-                actual = observed(msg, names)
+                actual = observed(msg, await self.kernel.master_of(msg))
                 if actual["kind"] != "tap" or name not in self.managed.taps:
                     what = "a tap osd did not create" if actual["kind"] == "tap" else f"a {actual['kind']} link"
                     raise Conflict("interface", name, f"exists as {what}")
