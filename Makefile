@@ -42,6 +42,7 @@ test-host: deps-test venv
 
 bench: deps-test venv
 	$(VENV)/bin/python tests/bench/bench_transport.py
+	$(VENV)/bin/python tests/bench/bench_net.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
