@@ -80,6 +80,8 @@ class ServerConfig:
 class NetConfig:
     input_policy: str = _field("accept", _one_of("accept", "drop"),
                                "policy of the daemon's input chain: accept, or drop all but allowed ports")
+    dhcp_timeout_s: float = _field(30.0, _positive_number,
+                                   "net.lease.restart waits this long for a lease, then answers -32030")
 
 
 @dataclasses.dataclass(frozen=True)
