@@ -132,6 +132,12 @@ class Kernel:
         async with self._turn(op) as ipr:
             return [msg async for msg in await ipr.get_vlans()]
 
+    async def dump(self, op: str, what: str, **kwargs: Any) -> list[Message]:
+        """Every message of one pyroute2 dump (``what``: link, addr, route), for attributes the
+        fast readers do not decode (address flags and lifetimes, IFA_PROTO, IFLA_AF_SPEC)."""
+        async with self._turn(op) as ipr:
+            return [msg async for msg in await getattr(ipr, what)("dump", **kwargs)]
+
     async def request(self, op: str, what: str, command: str, **kwargs: Any) -> list[Message]:
         """One request (``ipr.<what>(command, **kwargs)``) and its answer."""
         async with self._turn(op) as ipr:
