@@ -1,4 +1,4 @@
-"""The native networking services: links, routes, neighbours, bridges, taps, sysctl, DNS.
+"""The native networking services: links, routes, neighbours, bridges, taps, sysctl, DNS, leases.
 
 They share one rtnetlink socket (kernel.py) and one record of what osd created
 (managed.py). Order matters: the socket and the records start first, and bridges are
@@ -13,6 +13,7 @@ from ....config import Config
 from .bridges import Bridges
 from .dns import Dns
 from .kernel import Kernel
+from .lease import LeaseService
 from .links import Links
 from .managed import Managed
 from .neighbors import Neighbors
@@ -27,4 +28,5 @@ def services(config: Config) -> list[Any]:
     kernel = Kernel()
     managed = Managed(config.server.state_dir)
     return [kernel, managed, Links(kernel), Routes(kernel), Neighbors(kernel), Bridges(kernel, managed),
-            Taps(kernel, managed), Sysctl(), Dns(), System(config, kernel)]
+            Taps(kernel, managed), Sysctl(), Dns(), System(config, kernel),
+            LeaseService.from_config(config, kernel)]
