@@ -202,7 +202,7 @@ def test_status_and_config(ns: Netns, daemon: Daemon) -> None:
     config = daemon.call("net.config")
     assert config["cmdline"] == network_params(Path("/proc/cmdline").read_text())
     assert config["daemon"] == {"backend": "native", "socket": daemon.socket, "state_dir": daemon.state_dir,
-                                "net": {"input_policy": "accept"}}
+                                "net": {"input_policy": "accept", "dhcp_timeout_s": 30.0}}
 
 
 def test_vlan_answers_with_what_the_kernel_has(ns: Netns, daemon: Daemon) -> None:
