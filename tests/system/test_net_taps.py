@@ -96,8 +96,14 @@ def test_create_tap_errors(ns: Netns, daemon: Daemon) -> None:
     assert err.code == -32005 and "did not create" in err.data["reason"]
     err = error_of(daemon, "net.vm.delete_tap", {"name": "tp-f"})
     assert err.code == -32005 and link(ns, "tp-f") is not None
-    for bad in ({"mac": "zz:00:00:00:00:00"}, {"mtu": 10}, {"owner_uid": -1}, {"name": "x" * 16}):
+    for bad in ({"mac": "zz:00:00:00:00:00"}, {"mtu": 10}, {"owner_uid": -1}, {"name": "x" * 16},
+                {"mac": "01:00:5e:00:00:01"}, {"mac": "00:00:00:00:00:00"}):
         assert error_of(daemon, "net.vm.create_tap", {**TAP, **bad}).code == -32602, bad
+    assert link(ns, TAP["name"]) is None
+    # the kernel refuses an MTU above the tap's maximum (65521) after the tap exists: it goes again
+    err = error_of(daemon, "net.vm.create_tap", {**TAP, "mtu": 65535})
+    assert err.code == -32021 and err.data["errno"] == 22 and "set up tap" in err.data["op"]
+    assert link(ns, TAP["name"]) is None and daemon.call("net.vm.list") == []
     # a managed tap stays on its bridge: remove_port and add_port elsewhere refuse
     daemon.call("net.vm.create_tap", TAP)
     daemon.call("net.bridge.add", {"name": "br-other"})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ....errors import Conflict, OsdError
+from ....errors import Conflict, InvalidParams, OsdError
 from ....methods import net
 from ..impl import Implementations
 from .kernel import Kernel, Message, kind_of
@@ -49,6 +49,14 @@ def expectation(record: Record) -> dict[str, Any]:
     """The observed() values a record asks for: a recorded mtu of None matches any, a
     recorded owner_uid of None means no owner."""
     return {"kind": "tap", "persist": True, **given(record), "owner_uid": record["owner_uid"]}
+
+
+def check_unicast(mac: str) -> None:
+    """Raise InvalidParams unless ``mac`` can be a link's own address (the kernel refuses a
+    multicast or all-zero one, after the tap would have been made)."""
+    octets = bytes.fromhex(mac.replace(":", ""))
+    if octets[0] & 1 or not any(octets):
+        raise InvalidParams(f"{mac} is a multicast or all-zero address, not one a tap can have", "/mac")
 
 
 class Taps:
@@ -127,9 +135,12 @@ class Taps:
         """Create a persistent tap, attach it to ``bridge``, bring it up and record it.
 
         Idempotent: a recorded tap present with these settings is changed false (an absent
-        mac or mtu matches any). Raises NotFound("bridge"), Conflict (the name is taken by
-        another link, an unrecorded tap, or a tap with other settings), KernelError.
+        mac or mtu matches any). Raises InvalidParams (a multicast or all-zero mac),
+        NotFound("bridge"), Conflict (the name is taken by another link, an unrecorded tap, or
+        a tap with other settings), KernelError (nothing is left behind then).
         """
+        if mac is not None:
+            check_unicast(mac)
         wanted = {"bridge": bridge, "mac": mac.lower() if mac else None, "mtu": mtu, "owner_uid": owner_uid,
                   "multi_queue": bool(multi_queue)}
         async with self.managed.lock:
