@@ -54,24 +54,33 @@ class StateFile:
 
     def save(self, data: dict[str, Any]) -> None:
         """Replace the stored data atomically (temp file, fsync, rename, directory fsync)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"format": FORMAT, "kind": self.kind, "version": self.version, "data": data}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.kind}.", suffix=".tmp", dir=self.path.parent)
+        write_atomic(self.path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+
+
+def write_atomic(path: str | os.PathLike[str], content: bytes) -> None:
+    """Replace ``path`` with ``content`` so that a crash leaves the old or the new file, never a mix.
+
+    A temporary file in the same directory is written, fsynced and renamed over ``path``,
+    then the directory is fsynced. The directory is created when missing. Raises OSError.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=1, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -76,3 +76,27 @@ async def run(
     if result.returncode not in ok:
         raise ToolFailed(list(argv), result.returncode, result.stderr)
     return result
+
+
+async def start(
+    argv: Sequence[str],
+    *,
+    log: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    """Start a long-running ``argv`` in its own session, stdout and stderr appended to ``log``.
+
+    Same environment rules as ``run`` (PATH, LC_ALL=C, plus ``env``). The caller owns the
+    process: it stops it (terminate, kill) and waits for it. Raises NotSupported when the
+    program is missing. Its own session keeps a terminal's Ctrl-C away from it, so the
+    caller decides the order of shutdown.
+    """
+    if not argv:
+        raise ValueError("empty argv")
+    path = require(argv[0])
+    full_env = {"PATH": SEARCH_PATH, "LC_ALL": "C", "LANG": "C", **(env or {})}
+    with open(log, "ab") as out:
+        return await asyncio.create_subprocess_exec(
+            path, *argv[1:], stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=full_env,
+            start_new_session=True,
+        )

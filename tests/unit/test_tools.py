@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -46,3 +47,23 @@ def test_deadline_kills_the_process() -> None:
     with pytest.raises(Timeout) as err:
         run("sleep", "30", deadline_s=0.3)
     assert time.monotonic() - started < 5 and err.value.data == {"seconds": 0.3}
+
+
+def test_start_runs_in_the_background_with_its_output_in_a_log(tmp_path) -> None:  # noqa: ANN001
+    log = tmp_path / "out.log"
+
+    async def go() -> tuple[int, int]:
+        proc = await tools.start(["sh", "-c", 'echo "$LC_ALL $X"; echo err >&2; sleep 30'], log=log, env={"X": "y"})
+        for _ in range(100):
+            if "err" in log.read_text():
+                break
+            await asyncio.sleep(0.02)
+        session = os.getsid(proc.pid)
+        proc.terminate()
+        return await proc.wait(), session == proc.pid
+
+    code, own_session = asyncio.run(go())
+    assert code == -15 and own_session
+    assert log.read_text() == "C y\nerr\n"
+    with pytest.raises(NotSupported):
+        asyncio.run(tools.start(["no-such-tool-osd"], log=log))
