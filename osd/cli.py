@@ -163,6 +163,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- xtest
+def cmd_xtest(args: argparse.Namespace) -> int:
+    from .xtest.runner import Options, main as xtest_main
+
+    return xtest_main(Options(profile=args.profile, socket=args.socket, spawn=args.spawn, report=args.report,
+                              timeout_default=args.timeout_default, quiet=args.quiet,
+                              json_stdout=args.json_stdout))
+
+
 # ---------------------------------------------------------------- parser
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="osd", description="Node networking and storage as one JSON-RPC 2.0 API.")
@@ -199,6 +208,24 @@ def parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keygen", help="write an ed25519 key pair for signed requests")
     keys.add_argument("path", metavar="PATH", help="private key file to create (public key: PATH.pub)")
     keys.set_defaults(func=cmd_keygen)
+
+    xtest = sub.add_parser("xtest", help="conformance runner: check a daemon against a profile",
+                           description="Exit status: 0 pass, 1 failures, 2 usage, 3 daemon unreachable, "
+                                       "4 profile invalid, 130 interrupted.")
+    target = xtest.add_mutually_exclusive_group(required=True)
+    target.add_argument("--socket", metavar="P", help="the socket of a live daemon to check")
+    target.add_argument("--spawn", action="store_true",
+                        help="spawn a daemon in a network namespace and on loop disks the runner makes (root)")
+    xtest.add_argument("--profile", required=True, metavar="NAME|FILE",
+                       help="a shipped profile (host, stock-distro-vm) or a profile TOML file")
+    xtest.add_argument("--report", default="xtest-report.json", metavar="F",
+                       help="where to write the JSON report (default ./xtest-report.json)")
+    xtest.add_argument("--timeout-default", type=float, default=60.0, metavar="S",
+                       help="seconds each call may take unless its scenario says otherwise (default 60)")
+    output = xtest.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print only the RESULT line")
+    output.add_argument("--json-stdout", action="store_true", help="print the report JSON instead of the table")
+    xtest.set_defaults(func=cmd_xtest)
     return top
 
 
