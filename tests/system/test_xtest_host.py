@@ -1,0 +1,77 @@
+"""osd xtest --spawn --profile host, for real: a daemon in a namespace, loop disks, every scenario.
+
+The lab the runner built (its namespace, its loop devices, named in the report) must be
+gone afterwards, after a full run and after Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+OSD = [sys.executable, "-m", "osd"]
+PENDING = "not implemented yet"  # what a method answers until its backend lands on main
+
+
+def assert_lab_gone(doc: dict[str, Any]) -> None:
+    daemon = doc["daemon"]
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert daemon["netns"] not in namespaces
+    loops = json.loads(subprocess.run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"],
+                                      capture_output=True, text=True, check=True).stdout or '{"loopdevices": []}')
+    rundir = str(Path(daemon["socket"]).parent)
+    assert not [d for d in loops["loopdevices"] if str(d.get("back-file", "")).startswith(rundir)]
+    assert not list(Path(rundir).glob("*.img"))
+    shutil.rmtree(rundir, ignore_errors=True)  # kept by the runner for its logs when the run did not pass
+
+
+def test_host_profile_passes(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    out = subprocess.run([*OSD, "xtest", "--spawn", "--profile", "host", "--report", str(report)],
+                         capture_output=True, text=True, timeout=900)
+    doc = json.loads(report.read_text())
+    assert_lab_gone(doc)
+    assert doc["registration"]["ok"], doc["registration"]
+    methods = doc["methods"]
+    assert {m for m, e in methods.items() if e["outcome"] == "not-run"} == {
+        "net.ovs", "net.flows", "net.datapath", "net.ovs.conntrack", "net.ovs.conntrack.stats",
+        "net.ovs.conntrack.flush"}
+    failed = {m: e["detail"] for m, e in methods.items() if e["outcome"] == "failed"}
+    real = {m: d for m, d in failed.items() if PENDING not in d}
+    assert not real, f"{out.stdout}\n{out.stderr[-3000:]}"
+    if failed:  # only methods whose backend has not landed yet (or that wait for one)
+        pytest.xfail(f"{len(failed)} methods wait for their backend: {', '.join(sorted(failed))}")
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "RESULT: PASS", out.stdout
+    unsupported = {m for m, e in methods.items() if e["outcome"] == "unsupported"}
+    assert unsupported == {"vol.list_md_arrays", "vol.md_detail", "vol.create_md_array", "vol.stop_md_array"}
+    assert methods["vol.mount"]["cases"] == {"vfat": "unsupported"}
+    assert methods["net.bridge.add"]["cases"] == {"vlan_filtering": "unsupported"}
+    assert doc["leftovers"] == [] and doc["teardown"] == []
+
+
+def test_ctrl_c_tears_the_lab_down(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen([*OSD, "xtest", "--spawn", "--profile", "host", "--report", str(report)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "[3/" in line:  # the lab is built and scenarios are running
+                break
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    doc = json.loads(report.read_text())
+    assert doc["result"] == "INTERRUPTED" and doc["exit_code"] == 130
+    assert_lab_gone(doc)
