@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -98,6 +99,11 @@ class Lab:
             raise LabError(f"lab: cannot add VLAN {name} on {parent}: {exc.message}") from exc
         await self._remember(name)
         return True
+
+    async def udp_probe(self, port: int) -> None:
+        """One UDP datagram to 127.0.0.1:``port`` from inside the daemon's namespace (a conntrack flow)."""
+        send = f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'xtest', ('127.0.0.1', {port}))"
+        await self._run(*(("ip", "netns", "exec", self.netns) if self.netns else ()), sys.executable, "-c", send)
 
     async def delete_link(self, name: str) -> None:
         """Delete a link in the daemon's namespace behind the daemon's back (to provoke drift)."""

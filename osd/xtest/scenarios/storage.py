@@ -1,7 +1,8 @@
 """Partitions, filesystems and mounts on scratch disk 1: GPT partitions, ext4, vfat, swap.
 
 Scratch disk 1 must be blank (no partitions) when the run starts: the runner never wipes a
-disk itself. Mounts go below the lab's mount point, with persist=false, and are unmounted
+disk itself. Formatting what is already there identically is changed: false; anything else
+there is -32005 unless force. Mounts go below the lab's mount point, with persist=false, and are unmounted
 again; labels start with MOS so that vol.list_filesystems (default label_prefix) shows them.
 """
 
@@ -13,7 +14,7 @@ from ..engine import Scenarios, Stop, Trial
 
 scenario = Scenarios()
 MiB = 1 << 20
-REFUSED_OR_CONFLICT = (-32005, -32006)
+CONFLICT = -32005
 
 
 async def partition(t: Trial, disk: str, size_mib: int, label: str, kind: str = "linux") -> dict[str, Any]:
@@ -88,8 +89,10 @@ async def partitions_and_filesystems(t: Trial) -> None:
     swap = await partition(t, disk, 16, "xt-swap", "swap")
 
     made = await filesystem(t, ext4["path"], "ext4", label)
-    await t.call("vol.create_filesystem", {"device": ext4["path"], "fs_type": "ext4"},
-                 expect_error=REFUSED_OR_CONFLICT)
+    again = await t.call("vol.create_filesystem", {"device": ext4["path"], "fs_type": "ext4", "label": label})
+    t.expect("vol.create_filesystem", again.get("changed") is False and again.get("uuid") == made.get("uuid"),
+             f"making the same filesystem again: changed false, the same uuid (got {again})")
+    await t.call("vol.create_filesystem", {"device": ext4["path"], "fs_type": "swap"}, expect_error=CONFLICT)
     forced = await t.call("vol.create_filesystem", {"device": ext4["path"], "fs_type": "ext4", "label": label,
                                                     "force": True})
     t.expect("vol.create_filesystem", forced.get("uuid") not in (None, made.get("uuid")),
