@@ -27,7 +27,7 @@ class BtrfsPath:
         mounts = mountinfo.read_mounts()
         mount = mountinfo.mount_of(self.path if must_exist else os.path.dirname(self.path), mounts)
         if mount is None or mount.fs_type != "btrfs":
-            raise InvalidParams(f"{path} is not on a btrfs filesystem", param)
+            raise InvalidParams(f"{path} is not on a btrfs filesystem", f"/{param}")
         self.mount = mount
         members = sysfs.btrfs_members()
         names = blockdev.mount_device_names(mount, members)
@@ -65,7 +65,7 @@ async def qgroups(target: str) -> dict[int, dict[str, int | None]] | None:
 def _subvolume(path: str) -> BtrfsPath:
     where = BtrfsPath(path)
     if not where.is_subvolume():
-        raise InvalidParams(f"{path} is not a btrfs subvolume", "path")
+        raise InvalidParams(f"{path} is not a btrfs subvolume", "/path")
     return where
 
 

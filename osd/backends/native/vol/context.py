@@ -37,9 +37,9 @@ class VolContext:
         except FileNotFoundError:
             raise NotFound("block device", path) from None
         except OSError as exc:
-            raise InvalidParams(f"{path}: {exc.strerror}", param) from exc
+            raise InvalidParams(f"{path}: {exc.strerror}", f"/{param}") from exc
         if not stat.S_ISBLK(mode):
-            raise InvalidParams(f"{path} is not a block device", param)
+            raise InvalidParams(f"{path} is not a block device", f"/{param}")
         name = sysfs.name_of(path)
         if name is None or name not in st.devices:
             raise NotFound("block device", path)
@@ -55,6 +55,6 @@ class VolContext:
         st = await self.scan()
         names = [self.device_name(st, path, param) for path in paths]
         if len(set(names)) != len(names):
-            raise InvalidParams("the same device is named twice", param)
+            raise InvalidParams("the same device is named twice", f"/{param}")
         self.guard.check(st, zip(names, paths))
         return st, names

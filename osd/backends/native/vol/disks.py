@@ -108,7 +108,7 @@ class DiskService:
     def _whole_disk(self, st: Storage, path: str) -> str:
         name = self.ctx.device_name(st, path, "disk")
         if st.devices[name].disk is not None:
-            raise InvalidParams(f"{path} is a partition; name its disk", "disk")
+            raise InvalidParams(f"{path} is a partition; name its disk", "/disk")
         return name
 
     # ------------------------------------------------------------ write
@@ -126,7 +126,7 @@ class DiskService:
         async with self.ctx.lock:
             st, (name,) = await self.ctx.guarded([disk], "disk")
             if st.devices[name].disk is not None:
-                raise InvalidParams(f"{disk} is a partition; name its disk", "disk")
+                raise InvalidParams(f"{disk} is a partition; name its disk", "/disk")
             p = st.probe(name)
             if p.error or (p.pt_type is None and p.fs_type):
                 raise Conflict("block device", disk, f"holds {p.what}; partitioning would destroy it")

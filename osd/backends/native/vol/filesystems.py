@@ -78,7 +78,7 @@ def check_label(fs_type: str, label: str | None) -> None:
         return
     limit = MAKERS[fs_type].label_max
     if len(label.encode()) > limit:
-        raise InvalidParams(f"a {fs_type} label holds at most {limit} bytes", "label")
+        raise InvalidParams(f"a {fs_type} label holds at most {limit} bytes", "/label")
 
 
 async def make(fs_type: str, devices: Sequence[str], label: str | None, extra: Sequence[str] = ()) -> None:

@@ -48,7 +48,7 @@ class MdService:
     def _array(self, st: Any, device: str) -> str:
         name = self.ctx.device_name(st, device)
         if not os.path.isdir(f"{sysfs.SYSFS}/block/{name}/md"):
-            raise InvalidParams(f"{device} is not an MD array", "device")
+            raise InvalidParams(f"{device} is not an MD array", "/device")
         return name
 
     @implements(vol.LIST_MD_ARRAYS)

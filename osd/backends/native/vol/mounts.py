@@ -60,7 +60,7 @@ async def _mount(st: Storage, name: str, target: str, fs_type: str | None, optio
     if found is None:
         raise NotFound("filesystem", f"/dev/{name}")
     if found == "swap":
-        raise InvalidParams(f"/dev/{name} holds swap, which is not mounted", "source")
+        raise InvalidParams(f"/dev/{name} holds swap, which is not mounted", "/source")
     filesystems.require_kernel(found)
     if found == "btrfs":
         # Without udev nobody registers the members of a multi-device btrfs with the kernel.
@@ -133,7 +133,7 @@ class MountService:
         except FileNotFoundError:
             raise NotFound("path", path) from None
         except OSError as exc:
-            raise InvalidParams(f"{path}: {exc.strerror}", "path") from exc
+            raise InvalidParams(f"{path}: {exc.strerror}", "/path") from exc
         mount = mountinfo.mount_of(path, mountinfo.read_mounts())
         return {"size_bytes": sv.f_blocks * sv.f_frsize, "used_bytes": (sv.f_blocks - sv.f_bfree) * sv.f_frsize,
                 "available_bytes": sv.f_bavail * sv.f_frsize, "inodes": sv.f_files,
@@ -155,7 +155,7 @@ class MountService:
         if not os.path.exists(real):
             raise NotFound("directory", target)
         if not os.path.isdir(real):
-            raise InvalidParams(f"{target} is not a directory", "target")
+            raise InvalidParams(f"{target} is not a directory", "/target")
         async with self.ctx.lock:
             st = await self.ctx.scan()
             name = blockdev.find_source(st, source)

@@ -98,8 +98,8 @@ def choose_extent(table: Table, size_bytes: int | None) -> tuple[int, int]:
             return extent["start_bytes"] // table.sector, want // table.sector
     largest = max((e["size_bytes"] for e in extents), default=0)
     if size_bytes is None:
-        raise InvalidParams("the disk has no free extent of at least 1 MiB", "disk")
-    raise InvalidParams(f"size_bytes {size_bytes} exceeds the largest free extent ({largest} bytes)", "size_bytes")
+        raise InvalidParams("the disk has no free extent of at least 1 MiB", "/disk")
+    raise InvalidParams(f"size_bytes {size_bytes} exceeds the largest free extent ({largest} bytes)", "/size_bytes")
 
 
 def type_guid(part_type: str | None) -> tuple[str | None, str | None]:

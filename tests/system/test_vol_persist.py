@@ -1,0 +1,89 @@
+"""Mounts survive the daemon (SPEC §4): kill -9, unmount behind its back, restart.
+
+A persisted mount whose source still exists is mounted again at start; one whose device
+is gone is pruned with a log line; a mount made with persist=false is forgotten. The
+state file is checked directly, and net.verify reports a managed mount that disappears
+while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from support.daemon import REAL_DAEMON, Daemon
+from support.looplab import LoopLab, blkid, config_file, findmnt, run
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def lab() -> Iterator[LoopLab]:
+    with LoopLab("volpersist") as lab:
+        yield lab
+
+
+def test_kill_9_unmount_restart(lab: LoopLab) -> None:
+    keep, gone, temp = lab.disk(120), lab.disk(120), lab.disk(120)
+    for dev in (keep, gone, temp):
+        run(["mkfs.ext4", "-q", dev])
+    args = config_file(lab)
+    workdir = lab.mountpoint("daemon")
+    targets = {name: lab.mountpoint(f"mnt {name}") for name in ("keep", "gone", "temp")}  # a space: mountinfo escapes it
+    first = Daemon(REAL_DAEMON, args, workdir=workdir).start()
+    try:
+        first.call("vol.mount", {"source": f"UUID={blkid(keep)['UUID']}", "target": targets["keep"]})
+        first.call("vol.mount", {"source": gone, "target": targets["gone"]})
+        first.call("vol.mount", {"source": temp, "target": targets["temp"], "persist": False})
+        managed = {m["target"] for m in first.call("vol.list_mounts") if m["managed"]}
+        assert managed == set(targets.values())
+        first.kill()  # kill -9: nothing is written at exit
+    finally:
+        first.cleanup()
+    state = json.load(open(os.path.join(workdir, "state", "mounts.json")))
+    assert state["format"] == "osd-state" and state["kind"] == "mounts"
+    assert {t: e["persist"] for t, e in state["data"]["mounts"].items()} == \
+        {targets["keep"]: True, targets["gone"]: True, targets["temp"]: False}
+
+    for target in targets.values():
+        run(["umount", target])  # behind the daemon's back
+    lab.detach(gone)  # and one device disappears altogether
+
+    second = Daemon(REAL_DAEMON, args, workdir=workdir).start()
+    try:
+        seen = findmnt(targets["keep"])
+        assert seen is not None and seen["source"] == keep and seen["fstype"] == "ext4"
+        assert findmnt(targets["gone"]) is None and findmnt(targets["temp"]) is None
+        assert f"pruned persisted mount {targets['gone']}: its source {gone} is gone" in second.log
+        listed = {m["target"]: m["managed"] for m in second.call("vol.list_mounts")}
+        assert listed[targets["keep"]] is True and targets["gone"] not in listed and targets["temp"] not in listed
+        state = json.load(open(os.path.join(workdir, "state", "mounts.json")))
+        assert list(state["data"]["mounts"]) == [targets["keep"]]
+        assert second.call("net.verify")["ok"] is True
+
+        run(["umount", targets["keep"]])  # drift while the daemon runs
+        drift = second.call("net.verify")
+        assert drift["ok"] is False
+        assert [(d["kind"], d["name"], d["actual"]) for d in drift["drift"]] == [("mount", targets["keep"], None)]
+        assert second.call("vol.unmount", {"target": targets["keep"]}) == {"changed": True}  # forgets it
+        assert second.call("net.verify")["ok"] is True
+    finally:
+        second.cleanup()
+
+
+def test_an_unreadable_state_file_stops_start_up(lab: LoopLab) -> None:
+    workdir = lab.mountpoint("daemon")
+    os.makedirs(os.path.join(workdir, "state"))
+    with open(os.path.join(workdir, "state", "mounts.json"), "w") as f:
+        f.write("{not json")
+    d = Daemon(REAL_DAEMON, config_file(lab), workdir=workdir)
+    try:
+        with pytest.raises(Exception) as err:
+            d.start(timeout=15)
+        assert "mounts.json" in str(err.value)
+    finally:
+        d.cleanup()
+    assert open(os.path.join(workdir, "state", "mounts.json")).read() == "{not json"  # never replaced
