@@ -1,0 +1,147 @@
+"""The vol backend's decisions without a kernel: the guard's rules, free extents, topologies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from osd.backends.native.vol import filesystems, partitions, topology
+from osd.backends.native.vol.blockdev import Storage
+from osd.backends.native.vol.guard import Guard, busy_reason
+from osd.backends.native.vol.probe import Probe
+from osd.backends.native.vol.sysfs import BlockDev
+from osd.config import VolConfig
+
+MIB = 1 << 20
+
+
+def dev(name: str, disk: str | None = None, holders: tuple[str, ...] = (), slaves: tuple[str, ...] = ()) -> BlockDev:
+    return BlockDev(name=name, major=8, minor=0, size_bytes=1 << 30, disk=disk, number=1 if disk else None,
+                    start_bytes=MIB if disk else None, removable=False, rotational=False, read_only=False,
+                    model=None, serial=None, holders=holders, slaves=slaves, backing_file=None, logical_sector=512)
+
+
+def storage(**kw: object) -> Storage:
+    devices = [dev("sda"), dev("sda1", "sda"), dev("sda2", "sda"), dev("sdb"), dev("sdc", holders=("md0",)),
+               dev("sdd", holders=("dm-0",)), dev("md0", slaves=("sdc",)), dev("sde"), dev("sde1", "sde")]
+    base: dict[str, object] = {"devices": {d.name: d for d in devices}, "probes": {}, "mounts": [], "mounted": {},
+                               "swaps": set(), "root": set(), "btrfs": {}, "mount_types": {}}
+    base.update(kw)
+    return Storage(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kw, name, reason", [
+    ({"root": {"sda", "sda1"}}, "sda", "backs the root filesystem"),
+    ({"mounted": {"sda2": ["/srv"]}}, "sda2", "mounted at /srv"),
+    ({"mounted": {"sda2": ["/srv"]}}, "sda", "its partition /dev/sda2 is mounted at /srv"),
+    ({"swaps": {"sde1"}}, "sde1", "active swap"),
+    ({"swaps": {"sde1"}}, "sde", "its partition /dev/sde1 is active swap"),
+    ({}, "sdc", "a member of the active MD array /dev/md0"),
+    ({}, "sdd", "held by /dev/dm-0"),
+])
+def test_each_busy_rule_alone(kw: dict[str, object], name: str, reason: str) -> None:
+    st = storage(**kw)
+    assert busy_reason(st, name) == reason
+    assert Guard(VolConfig()).refusal(st, name, f"/dev/{name}") == reason
+    assert busy_reason(storage(), "sdb") is None and busy_reason(st, "sdb") is None
+
+
+def test_a_partition_next_to_a_mounted_one_is_free() -> None:
+    assert busy_reason(storage(mounted={"sda2": ["/srv"]}), "sda1") is None
+
+
+def test_protected_and_allowed_patterns() -> None:
+    st = storage()
+    guard = Guard(VolConfig(protected_devices=("/dev/sdb*",)))
+    assert guard.refusal(st, "sdb", "/dev/sdb") == "matches [vol] protected_devices"
+    assert guard.refusal(st, "sde1", "/dev/sde1") is None
+    covered = Guard(VolConfig(protected_devices=("/dev/sde",)))  # a disk covers its partitions
+    assert covered.refusal(st, "sde1", "/dev/sde1") == "matches [vol] protected_devices"
+    allowed = Guard(VolConfig(allowed_devices=("/dev/sde",)))
+    assert allowed.refusal(st, "sde1", "/dev/sde1") is None and allowed.refusal(st, "sde", "/dev/sde") is None
+    assert allowed.refusal(st, "sdb", "/dev/sdb") == "not in [vol] allowed_devices"
+    assert Guard(VolConfig(allowed_devices=())).refusal(st, "sde", "/dev/sde") == "not in [vol] allowed_devices"
+    # a symlink spelling is matched as given and as resolved
+    assert allowed.refusal(st, "sdb", "/dev/disk/by-id/x") == "not in [vol] allowed_devices"
+
+
+def test_check_raises_refused_for_the_first_refused_device() -> None:
+    from osd.errors import Refused
+
+    st = storage(mounted={"sda2": ["/srv"]})
+    with pytest.raises(Refused) as err:
+        Guard(VolConfig()).check(st, [("sdb", "/dev/sdb"), ("sda2", "/dev/sda2")])
+    assert err.value.data == {"device": "/dev/sda2", "reason": "mounted at /srv"}
+
+
+# ---------------------------------------------------------------- partitions
+def test_free_extents_are_aligned_and_skip_partitions() -> None:
+    table = partitions.Table("gpt", 512, 34, 614366, ((1, 2048, 204800), (2, 206848, 102400)))
+    assert partitions.free_extents(table) == [{"start_bytes": 309248 * 512, "size_bytes": (614366 - 309248 + 1) * 512}]
+    gap = partitions.Table("gpt", 512, 34, 614366, ((2, 206848, 102400),))
+    assert partitions.free_extents(gap)[0] == {"start_bytes": MIB, "size_bytes": (206848 - 2048) * 512}
+    blank = partitions.blank_table(300 * MIB, 512)
+    assert (blank.first_lba, blank.last_lba) == (34, 300 * 2048 - 34)
+    assert partitions.blank_table(300 * MIB, 4096).first_lba == 6
+
+
+def test_choose_extent_rounds_up_and_refuses_what_does_not_fit() -> None:
+    from osd.errors import InvalidParams
+
+    table = partitions.Table("gpt", 512, 34, 614366, ((1, 4096, 2048),))  # a 1 MiB gap, then the rest
+    assert partitions.choose_extent(table, 1000 * 1024) == (2048, 2048)  # rounded to 1 MiB; fits the gap
+    assert partitions.choose_extent(table, 2 * MIB) == (6144, 4096)  # the gap is too small: the next one
+    assert partitions.choose_extent(table, None) == (2048, 2048)  # all of the first extent
+    with pytest.raises(InvalidParams) as err:
+        partitions.choose_extent(table, 400 * MIB)
+    assert err.value.data["path"] == "/size_bytes"
+
+
+def test_type_names() -> None:
+    assert partitions.type_guid(None) == ("0fc63daf-8483-4772-8e79-3d69d8477de4", None)
+    assert partitions.type_guid("8200") == ("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f", None)
+    assert partitions.type_guid("8301") == ("0fc63daf-8483-4772-8e79-3d69d8477de4", "8301")  # sgdisk sets it after
+    guid = "A19D880F-05FC-4D3B-A006-743F0F84911E"
+    assert partitions.type_guid(guid) == (guid.lower(), None)
+
+
+def test_parse_sfdisk() -> None:
+    text = ('{"partitiontable": {"label": "gpt", "id": "X", "device": "/dev/loop0", "unit": "sectors", '
+            '"firstlba": 34, "lastlba": 614366, "sectorsize": 512, "partitions": ['
+            '{"node": "/dev/loop0p1", "start": 2048, "size": 204800, "type": "T"},'
+            '{"node": "/dev/loop0p12", "start": 206848, "size": 2048, "type": "T"}]}}')
+    assert partitions.parse_sfdisk(text).partitions == ((1, 2048, 204800), (12, 206848, 2048))
+
+
+# ---------------------------------------------------------------- topologies and kernel support
+def test_topologies() -> None:
+    found = {t["name"]: t for t in topology.feasible([("/dev/a", 200 * MIB), ("/dev/b", 120 * MIB)],
+                                                     {"btrfs": None, "md": "kernel has no MD support"})}
+    assert found["single"]["feasible"] and found["single"]["disks"] == ["/dev/a", "/dev/b"]
+    assert not found["btrfs-raid1"]["feasible"] and found["btrfs-raid1"]["disks"] == ["/dev/a"]
+    assert found["btrfs-raid1"]["reason"].endswith("found 1")
+    assert found["md-raid1"] == {**found["md-raid1"], "feasible": False, "reason": "kernel has no MD support"}
+
+
+def test_kernel_support_from_proc_filesystems_and_modules(tmp_path: Path) -> None:
+    proc = tmp_path / "filesystems"
+    proc.write_text("nodev\tsysfs\n\text4\n\tbtrfs\n")
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "modules.dep").write_text("kernel/fs/fat/vfat.ko.xz: kernel/fs/fat/fat.ko.xz\n")
+    assert filesystems.kernel_supports("btrfs", str(proc), str(modules))
+    assert filesystems.kernel_supports("vfat", str(proc), str(modules))  # loadable on demand
+    assert not filesystems.kernel_supports("bcachefs", str(proc), str(modules))
+    assert not filesystems.kernel_supports("vfat", str(proc), str(tmp_path / "none"))
+
+
+def test_labels() -> None:
+    from osd.errors import InvalidParams
+
+    filesystems.check_label("vfat", "MOSEFI")
+    with pytest.raises(InvalidParams):
+        filesystems.check_label("vfat", "TWELVE_CHARS")
+    with pytest.raises(InvalidParams):
+        filesystems.check_label("ext4", "é" * 9)  # 18 bytes
+    assert Probe(fs_type="ext4").holds_data
