@@ -96,8 +96,12 @@ def _expand(names: set[str], devices: dict[str, BlockDev]) -> set[str]:
     return seen
 
 
-async def scan(*, only: str | None = None, probe_devices: bool = True) -> Storage:
-    """The storage picture (``only``: one disk and its partitions); raises NotSupported without blkid."""
+async def scan(*, only: str | None = None, probe_devices: bool = True, partitions_only: bool = False) -> Storage:
+    """The storage picture; raises NotSupported without blkid.
+
+    ``only`` limits it to one disk and its partitions; ``partitions_only`` probes partitions
+    and leaves whole disks unprobed (enough for list_partitions, not for the guard).
+    """
     devices = sysfs.scan(only=only)
     mounts = mountinfo.read_mounts()
     btrfs = sysfs.btrfs_members()
@@ -114,8 +118,9 @@ async def scan(*, only: str | None = None, probe_devices: bool = True) -> Storag
     swaps = {n for n in map(sysfs.name_of, mountinfo.read_swaps()) if n}
     probes: dict[str, Probe] = {}
     if probe_devices and devices:
-        by_path = probe.udev_probes(devices)
-        missing = [d.path for d in devices.values() if d.path not in by_path]
+        wanted = [d for d in devices.values() if d.disk is not None or not partitions_only]
+        by_path = probe.udev_probes(d.name for d in wanted)
+        missing = [d.path for d in wanted if d.path not in by_path]
         by_path.update(await probe.blkid(missing))
         probes = {path.removeprefix("/dev/"): p for path, p in by_path.items()}
     all_devices = devices if only is None else sysfs.scan()

@@ -51,7 +51,7 @@ class DiskService:
     @implements(vol.LIST_PARTITIONS)
     async def list_partitions(self, disk: str | None = None) -> list[dict[str, Any]]:
         """Partitions (of ``disk`` only, when given: NotFound when it does not exist). Read-only."""
-        st = await self.ctx.scan()
+        st = await self.ctx.scan(partitions_only=True)
         name = self.ctx.device_name(st, disk, "disk") if disk is not None else None
         return self._partitions(st, name)
 

@@ -66,26 +66,29 @@ def _listdir(path: Path) -> tuple[str, ...]:
 
 def _device(base: Path, name: str, disk: BlockDev | None) -> BlockDev:
     major, _, minor = (_read(base / "dev") or "0:0").partition(":")
-    dev_dir = base / "device"
-    serial = (_read(base / "serial") or _read(dev_dir / "serial")) if disk is None else None
-    model = _read(dev_dir / "model") if disk is None else None
-    queue = (base if disk is None else base.parent) / "queue"
+    if disk is not None:  # a partition: the rest is its disk's
+        return dataclasses.replace(
+            disk, name=name, major=int(major), minor=int(minor), size_bytes=_int(base / "size") * SECTOR,
+            disk=disk.name, number=_int(base / "partition"), start_bytes=_int(base / "start") * SECTOR,
+            read_only=_int(base / "ro") == 1, model=None, serial=None, holders=_listdir(base / "holders"),
+            slaves=(), backing_file=None)
+    queue = base / "queue"
     return BlockDev(
         name=name,
         major=int(major),
         minor=int(minor),
         size_bytes=_int(base / "size") * SECTOR,
-        disk=disk.name if disk else None,
-        number=_int(base / "partition") if disk else None,
-        start_bytes=_int(base / "start") * SECTOR if disk else None,
-        removable=disk.removable if disk else _int(base / "removable") == 1,
+        disk=None,
+        number=None,
+        start_bytes=None,
+        removable=_int(base / "removable") == 1,
         rotational=_int(queue / "rotational") == 1,
         read_only=_int(base / "ro") == 1,
-        model=model or None,
-        serial=serial or None,
+        model=_read(base / "device" / "model") or None,
+        serial=_read(base / "serial") or _read(base / "device" / "serial") or None,
         holders=_listdir(base / "holders"),
         slaves=_listdir(base / "slaves"),
-        backing_file=_read(base / "loop" / "backing_file") if disk is None else None,
+        backing_file=_read(base / "loop" / "backing_file"),
         logical_sector=_int(queue / "logical_block_size", SECTOR),
     )
 
@@ -100,14 +103,13 @@ def scan(sysfs: str = SYSFS, only: str | None = None) -> dict[str, BlockDev]:
     found: dict[str, BlockDev] = {}
     for name in _listdir(block) if only is None else (only,):
         base = block / name
-        if not base.is_dir():
+        if _int(base / "size") == 0:  # also: not a device at all
             continue
         disk = _device(base, name, None)
-        if disk.size_bytes == 0:
-            continue
         found[name] = disk
+        # partitions are the subdirectories named after the disk (sda1, loop0p1, nvme0n1p1)
         parts = [_device(base / child, child, disk) for child in _listdir(base)
-                 if (base / child / "partition").exists()]
+                 if child.startswith(name) and (base / child / "partition").exists()]
         for part in sorted(parts, key=lambda p: p.number or 0):
             found[part.name] = part
     return found
