@@ -18,7 +18,14 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from support.daemon import REAL_DAEMON
+
 MIB = 1 << 20
+# The daemon under test must share the host's mount namespace (mounts are what it manages) but
+# not its network: `unshare --net` gives it an empty network namespace of its own, so its net
+# services never touch the host's links or nftables. (`ip netns exec` would also give it a
+# private mount namespace.) Its Unix sockets are files, reachable from any network namespace.
+VOL_DAEMON = ["unshare", "--net", *REAL_DAEMON]
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -22,8 +22,8 @@ import pytest
 from osd.backends.native.vol import filesystems
 from osd.client import RpcError
 from osd.errors import NotSupported
-from support.daemon import REAL_DAEMON, Daemon
-from support.looplab import MIB, LoopLab, blkid, config_file, run
+from support.daemon import Daemon
+from support.looplab import LoopLab, MIB, VOL_DAEMON, blkid, config_file, run
 
 pytestmark = pytest.mark.root
 
@@ -42,7 +42,7 @@ def disks(lab: LoopLab) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def daemon(lab: LoopLab, disks: dict[str, str]) -> Iterator[Daemon]:
     # The protected disk is in the allowed list too, so only the protected rule can refuse it.
-    with Daemon(REAL_DAEMON, config_file(lab, protected=[disks["protected"] + "*"])) as d:
+    with Daemon(VOL_DAEMON, config_file(lab, protected=[disks["protected"] + "*"])) as d:
         yield d
 
 
@@ -162,7 +162,7 @@ def test_the_root_device(lab: LoopLab) -> None:
         pytest.skip("this kernel has MD: create_md_array on the root device would not be harmless without the guard")
     spare = lab.disk(160)
     # Layer one, alone: no allowed list and nothing protected, so only "backs the root filesystem" can refuse.
-    with Daemon(REAL_DAEMON, ["--config", _no_limits(lab)]) as d:
+    with Daemon(VOL_DAEMON, ["--config", _no_limits(lab)]) as d:
         reason = {"device": root, "reason": "backs the root filesystem"}
         assert refused(d, "vol.create_filesystem", {"device": root, "fs_type": "bcachefs", "force": True}) == reason
         assert refused(d, "vol.create_md_array", {"devices": [spare, root]}) == reason

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from osd.client import RpcError
-from support.daemon import REAL_DAEMON, Daemon
-from support.looplab import MIB, LoopLab, config_file, findmnt, run
+from support.daemon import Daemon
+from support.looplab import LoopLab, MIB, VOL_DAEMON, config_file, findmnt, run
 
 pytestmark = pytest.mark.root
 
@@ -29,7 +29,7 @@ def disk(lab: LoopLab) -> str:
 
 @pytest.fixture(scope="module")
 def daemon(lab: LoopLab, disk: str) -> Iterator[Daemon]:
-    with Daemon(REAL_DAEMON, config_file(lab)) as d:
+    with Daemon(VOL_DAEMON, config_file(lab)) as d:
         yield d
 
 

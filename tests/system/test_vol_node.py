@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from osd.client import RpcError
-from support.daemon import REAL_DAEMON, Daemon
-from support.looplab import MIB, LoopLab, blkid, config_file, findmnt, run
+from support.daemon import Daemon
+from support.looplab import LoopLab, MIB, VOL_DAEMON, blkid, config_file, findmnt, run
 
 pytestmark = pytest.mark.root
 
@@ -36,7 +36,7 @@ def disks(lab: LoopLab) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def daemon(lab: LoopLab, disks: dict[str, str]) -> Iterator[Daemon]:
-    with Daemon(REAL_DAEMON, config_file(lab)) as d:
+    with Daemon(VOL_DAEMON, config_file(lab)) as d:
         yield d
 
 
@@ -321,7 +321,7 @@ def test_md_methods_answer_not_supported_here(daemon: Daemon, lab: LoopLab, disk
 def test_feasible_topologies(lab: LoopLab) -> None:
     blank = [lab.disk(130), lab.disk(130)]
     small = lab.disk(100)
-    with Daemon(REAL_DAEMON, config_file(lab, allowed=[*blank, small], name="topo.toml")) as d:
+    with Daemon(VOL_DAEMON, config_file(lab, allowed=[*blank, small], name="topo.toml")) as d:
         found = {t["name"]: t for t in d.call("vol.feasible_topologies")}
     assert found["single"]["feasible"] and sorted(found["single"]["disks"]) == sorted(blank)
     assert found["btrfs-raid1"]["feasible"] and sorted(found["btrfs-raid1"]["disks"]) == sorted(blank)
