@@ -43,6 +43,7 @@ test-host: deps-test venv
 bench: deps-test venv
 	$(VENV)/bin/python tests/bench/bench_transport.py
 	$(VENV)/bin/python tests/bench/bench_net.py
+	$(VENV)/bin/python tests/bench/bench_vol.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
