@@ -44,6 +44,7 @@ bench: deps-test venv
 	$(VENV)/bin/python tests/bench/bench_transport.py
 	$(VENV)/bin/python tests/bench/bench_net.py
 	$(VENV)/bin/python tests/bench/bench_vol.py
+	$(VENV)/bin/python tests/bench/bench_lease.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,7 +19,7 @@ import pytest
 from osd.client import RpcError
 from support.daemon import REAL_DAEMON, Daemon
 from support.dhcplab import Dnsmasq, Responder
-from support.netlab import NetLab, Netns, short_name
+from support.netlab import NetLab, Netns, run, short_name
 
 pytestmark = pytest.mark.root
 
@@ -254,5 +254,32 @@ def test_slaac_addresses_and_router_advertisements(lab: Lab) -> None:
         assert router["router"].startswith("fe80::") and router["expires_s"] > 0
         assert row["dhcp4"] is None and row["dhcp6"] is None and "no DHCPv6 client" in row["dhcp6_reason"]
         assert d.call("net.prefix") == []
+    finally:
+        dnsmasq.stop()
+
+
+def test_interface_gone_and_back_is_managed_again(lab: Lab) -> None:
+    dnsmasq = Dnsmasq(lab.server, lab.s_if, lab.workdir)
+    try:
+        d = lab.daemon()
+        leased = d.call("net.lease.restart", {"interface": lab.c_if})["address"]
+        mac = lab.mac()
+        lab.client.ip("link", "del", lab.c_if)
+        drift = wait_until(lambda: d.call("net.verify")["drift"], 3, "drift for the deleted interface")
+        assert drift == [{"kind": "dhcp4-lease", "name": lab.c_if,
+                          "expected": {"address": f"{leased}/24", "router": "192.0.2.1"},
+                          "actual": {"interface": None}}]
+        check = next(c for c in d.call("net.health")["checks"] if c["name"] == f"dhcp4 lease on {lab.c_if}")
+        assert check["ok"] is False
+        # The same link comes back (same name and MAC): the supervisor starts a client again,
+        # which asks for the recorded address (INIT-REBOOT) and puts it back.
+        run(["ip", "link", "add", lab.c_if, "netns", lab.client.name, "address", mac, "type", "veth",
+             "peer", lab.s_if, "netns", lab.server.name])
+        lab.client.ip("link", "set", lab.c_if, "up")
+        lab.server.ip("link", "set", lab.s_if, "up")
+        lab.server.ip("addr", "add", "192.0.2.1/24", "dev", lab.s_if)
+        wait_until(lambda: [a["local"] for a in lab.addresses()] == [leased], 10, "the lease back on the new link")
+        assert dhcp4(d, lab.c_if)["state"] == "bound"
+        assert d.call("net.verify")["ok"] is True
     finally:
         dnsmasq.stop()
