@@ -174,7 +174,7 @@ def test_no_server_times_out_and_changes_nothing(lab: Lab) -> None:
         d.call("net.lease.restart", {"interface": lab.c_if})
     took = time.monotonic() - started
     assert err.value.code == -32030 and err.value.data == {"seconds": TIMEOUT_S}
-    assert TIMEOUT_S <= took < TIMEOUT_S + 1.5
+    assert TIMEOUT_S <= took < TIMEOUT_S + 2.5  # the deadline, plus a call under load
     assert [(a["local"], a["prefixlen"]) for a in lab.addresses()] == [("192.0.2.77", 24)]
     assert "UP" not in lab.client.ip_json("link", "show", "dev", lab.c_if)[0]["flags"]
     assert lab.default_routes() == []
