@@ -12,7 +12,7 @@ import pytest
 from osd.backends.native.net import lease_nl
 from osd.backends.native.net.dhcp4 import LeaseInfo, _StoredLease
 from osd.backends.native.net.lease import LeaseService, _dhcp6_reason
-from osd.errors import KernelError, Timeout
+from osd.errors import KernelError, NotFound, Timeout
 from osd.state import StateError, StateFile
 
 IFACE = "eth7"
@@ -69,11 +69,14 @@ def test_dhcp6_reason_repeats_what_router_advertisements_said() -> None:
 class FakeKernel:
     def __init__(self, *, fail_apply: bool = False) -> None:
         self.fail_apply = fail_apply
+        self.missing: set[str] = set()
         self.up = False
         self.applied: list[tuple[str, str | None]] = []
         self.withdrawn: list[str] = []
 
     async def index(self, name: str) -> int:
+        if name in self.missing:
+            raise NotFound("interface", name)
         return 7
 
     async def bring_up(self, index: int) -> bool:
@@ -99,8 +102,9 @@ class FakeClient:
     offers: list[str | None] = []
     made: list["FakeClient"] = []
 
-    def __init__(self, interface: str, on_event: Any, resume: dict[str, Any] | None = None) -> None:
-        self.interface, self.on_event, self.resume = interface, on_event, resume
+    def __init__(self, interface: str, on_event: Any, resume: dict[str, Any] | None = None,
+                 on_socket_lost: Any = None) -> None:
+        self.interface, self.on_event, self.resume, self.on_socket_lost = interface, on_event, resume, on_socket_lost
         self.state, self.last_error, self.stopped = "init", None, False
         FakeClient.made.append(self)
 
@@ -206,3 +210,26 @@ def test_start_resumes_recorded_interfaces_and_refuses_a_bad_record(service: Lea
     state.save({"interfaces": {IFACE: {"lease": {"ack": {}}}}})
     with pytest.raises(StateError, match="eth7"):
         run(LeaseService(str(tmp_path), 1.0, FakeKernel(), client=FakeClient).start())  # type: ignore[arg-type]
+
+
+def test_a_deleted_interface_is_forgotten_one_missing_at_start_is_kept(service: LeaseService, tmp_path: Path) -> None:
+    state = StateFile(tmp_path, "dhcp4")
+    state.save({"interfaces": {"gone0": {"lease": lease_info().raw}}})
+    service.kernel.missing.add("gone0")
+    FakeClient.offers = ["192.0.2.56"]
+
+    async def scenario() -> None:
+        await service.start()
+        (resumed,) = FakeClient.made
+        resumed.state = "stopped"  # its socket cannot open while the link is missing
+        assert await service.checks() == []  # drift, not a failed check
+        assert (await service.drift())[0]["actual"] == {"interface": None}
+        await service.lease_restart(IFACE)
+        managed = FakeClient.made[-1]
+        assert await managed.on_socket_lost(managed) is True  # link down: go on
+        service.kernel.missing.add(IFACE)
+        assert await managed.on_socket_lost(managed) is False  # deleted: forget it
+        assert IFACE not in service._clients
+
+    run(scenario())
+    assert list(state.load()["interfaces"]) == ["gone0"]

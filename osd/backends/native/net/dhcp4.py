@@ -146,6 +146,12 @@ class _StoredLease(Lease):
 # on_event(client, kind, lease): kind is "bound" (a new, renewed or rebound lease) or "lost"
 # (expired, or refused by the server); it must not raise.
 EventHandler = Callable[["Dhcp4Client", str, LeaseInfo], Awaitable[None]]
+# on_socket_lost(client): the open socket died (link down or deleted); False ends the client.
+LossHandler = Callable[["Dhcp4Client"], Awaitable[bool]]
+
+
+class SocketLost(OSError):
+    """The client's socket, once open, stopped working: the link went down or away."""
 
 
 class Dhcp4Client:
@@ -155,14 +161,17 @@ class Dhcp4Client:
     and asks for that address again; without one it starts with a DISCOVER.
     """
 
-    def __init__(self, interface: str, on_event: EventHandler, resume: dict[str, Any] | None = None) -> None:
+    def __init__(self, interface: str, on_event: EventHandler, resume: dict[str, Any] | None = None,
+                 on_socket_lost: LossHandler | None = None) -> None:
         self.interface = interface
         self._on_event = on_event
+        self._on_socket_lost = on_socket_lost
         self._resume = resume
         self._client: AsyncDHCPClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._first_bound: asyncio.Future[LeaseInfo] = asyncio.get_running_loop().create_future()
+        self._binds = 0  # leases obtained, so the supervisor can tell a run that worked
         self.lease: LeaseInfo | None = None
         self.last_error: str | None = None
 
@@ -213,15 +222,23 @@ class Dhcp4Client:
     async def _supervise(self) -> None:
         pause = RESTART_PAUSE_S[0]
         while not self._stopping.is_set():
+            binds = self._binds
             try:
                 await self._run_once()
-                pause = RESTART_PAUSE_S[0]
+            except SocketLost as exc:
+                self.last_error = str(exc)
+                if self._on_socket_lost is not None and not await self._on_socket_lost(self):
+                    self._stopping.set()
+                    break
+                log.warning("dhcp4 %s: %s; restarting the client", self.interface, exc)
             except Exception as exc:  # OSError from the socket, pyroute2's own assertions
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("dhcp4 %s: client failed (%s); retrying in %.0f s", self.interface,
                             self.last_error, pause)
             if self._stopping.is_set():
                 break
+            if self._binds > binds:  # that run worked for a while: start over quickly
+                pause = RESTART_PAUSE_S[0]
             try:
                 await asyncio.wait_for(self._stopping.wait(), pause)
             except asyncio.TimeoutError:
@@ -245,9 +262,9 @@ class Dhcp4Client:
                 stop.cancel()
             for task in workers:
                 if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise OSError(f"DHCP socket on {self.interface}: {task.exception()}")
+                    raise SocketLost(f"DHCP socket on {self.interface}: {task.exception()}")
             if not self._stopping.is_set():
-                raise OSError(f"DHCP socket on {self.interface} stopped (link down or gone)")
+                raise SocketLost(f"DHCP socket on {self.interface} stopped (link down or gone)")
         finally:
             self._client = None
             try:
@@ -265,6 +282,7 @@ class Dhcp4Client:
             return
         self.lease = info
         self._resume = info.raw
+        self._binds += 1
         self.last_error = None
         if not self._first_bound.done():
             self._first_bound.set_result(info)

@@ -4,8 +4,10 @@ The daemon is the DHCPv4 client of every interface it was asked to run DHCP on
 (``net.lease.restart``): it keeps the lease alive (renew at T1, rebind at T2), applies each
 new lease to the kernel and removes the address when a lease is lost. Those interfaces and
 their leases are recorded in the state file ``dhcp4.json``, and a starting daemon resumes
-them (INIT-REBOOT with the recorded lease). There is no method to stop managing an
-interface; deleting its entry from the state file while the daemon is stopped does.
+them (INIT-REBOOT with the recorded lease), waiting for an interface that does not exist
+yet. An interface deleted while the daemon runs is forgotten (its lease went with it).
+There is no method to stop managing an interface that exists; deleting its entry from the
+state file while the daemon is stopped does.
 
 The daemon runs no DHCPv6 client and no prefix-delegation client: ``dhcp6`` is null with
 the reason, and ``net.prefix`` is an empty list. SLAAC is the kernel's work; it is read from
@@ -21,7 +23,7 @@ from collections import defaultdict
 from typing import Any
 
 from ....config import Config
-from ....errors import OsdError, Timeout
+from ....errors import NotFound, OsdError, Timeout
 from ....methods import net
 from ....state import StateError, StateFile
 from ..impl import Implementations
@@ -74,7 +76,7 @@ class LeaseService:
                 raise StateError(f"state file {self._state.path}: interface {name!r}: {exc}") from exc
         for name, (lease, raw) in resumed.items():
             self._record(name, lease, save=False)
-            client = self._clients[name] = self._client_type(name, self._on_event, resume=raw)
+            client = self._clients[name] = self._client_type(name, self._on_event, raw, self._on_socket_lost)
             client.start()
             log.info("dhcp4 %s: resumed%s", name, f" with lease {lease.address}" if lease else "")
 
@@ -130,7 +132,7 @@ class LeaseService:
         async with self._restarting[interface]:
             index = await self.kernel.index(interface)
             was_down = await self.kernel.bring_up(index)
-            trial = self._client_type(interface, self._on_event)
+            trial = self._client_type(interface, self._on_event, None, self._on_socket_lost)
             trial.start()
             try:
                 lease = await trial.wait_bound(self.timeout_s)
@@ -159,11 +161,15 @@ class LeaseService:
 
     # ------------------------------------------------------------ net.health, net.verify
     async def checks(self) -> list[dict[str, Any]]:
-        """One check per managed interface: ok while its lease is bound or renewing."""
+        """One check per managed interface that exists: ok while its lease is bound or renewing.
+
+        A recorded interface that does not exist (yet) is drift, not a failed check."""
         checks = []
         now = time.time()
         for name, client in sorted(self._clients.items()):
             lease, state = self._applied.get(name), client.state
+            if state == "stopped" and not await self._exists(name):
+                continue
             if state in LIVE and lease is not None:
                 left = lease.remaining_s(now)
                 until = "never expires" if left is None else f"expires in {left:.0f} s"
@@ -218,6 +224,33 @@ class LeaseService:
             except OsdError as exc:
                 client.last_error = str(exc)
                 log.error("dhcp4 %s: could not apply %s lease: %s", name, kind, exc)
+
+    async def _exists(self, name: str) -> bool:
+        try:
+            await self.kernel.index(name)
+        except NotFound:
+            return False
+        return True
+
+    async def _on_socket_lost(self, client: Dhcp4Client) -> bool:
+        """A client's socket died. When its interface was deleted, forget the interface (its
+        lease went with it) and end the client: False. Otherwise (link down) go on: True."""
+        name = client.interface
+        async with self._applying[name]:
+            if self._clients.get(name) is not client:
+                return True  # a restart's trial: it goes on until the restart's deadline
+            try:
+                if await self._exists(name):
+                    return True
+            except OsdError as exc:
+                log.error("dhcp4 %s: cannot tell whether the interface still exists: %s", name, exc)
+                return True
+            del self._clients[name]
+            self._record(name, None, save=False)
+            del self._applied[name]
+            self._save()
+        log.warning("dhcp4 %s: the interface was deleted; it is no longer managed", name)
+        return False
 
     def _record(self, name: str, lease: LeaseInfo | None, *, save: bool = True) -> None:
         """Remember the lease applied to ``name`` and arm its expiry; then write the state file."""
