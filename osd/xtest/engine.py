@@ -20,13 +20,16 @@ import enum
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from ..client import RpcError
 from ..registry import Registry
 from .profile import EXPECT_UNSUPPORTED, SKIPPED, Profile
+
+if TYPE_CHECKING:  # lab.py imports Stop from here
+    from .lab import Lab
 
 NOT_SUPPORTED = -32010
 
@@ -153,7 +156,7 @@ class Trial:
     """One scenario's view of the run: calls through the profile, checks, undo, scratch names."""
 
     def __init__(self, *, scenario: Scenario, profile: Profile, registry: Registry, caller: Caller,
-                 ledgers: dict[str, Ledger], lab: Any, tag: str, timeout: float,
+                 ledgers: dict[str, Ledger], lab: Lab, tag: str, timeout: float,
                  leftovers: list[str]) -> None:
         self.scenario = scenario
         self.profile = profile
