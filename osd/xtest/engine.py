@@ -63,7 +63,12 @@ class Ledger:
     problems: list[str] = dataclasses.field(default_factory=list)
     unsupported: list[str] = dataclasses.field(default_factory=list)
     unreached: list[str] = dataclasses.field(default_factory=list)
-    cases: dict[str, str] = dataclasses.field(default_factory=dict)
+    cases: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # case -> {outcome, detail}
+
+    def case(self, name: str, outcome: str, detail: str = "", *, keep: bool = False) -> None:
+        """Record what a case came to; ``keep``: only when nothing was recorded for it yet."""
+        if not (keep and name in self.cases):
+            self.cases[name] = {"outcome": outcome, "detail": detail}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +214,7 @@ class Trial:
         label = f"{method}:{case}" if case else method
         if action.kind in ("skip", "not-run"):
             if case and action.kind == "skip":
-                ledger.cases[case] = "skipped"
+                ledger.case(case, "skipped", action.text)
             if optional:
                 return None
             raise Stop(f"{label} is not run here ({action.text})")
@@ -248,7 +253,7 @@ class Trial:
         else:
             ledger.succeeded += 1
             if case:
-                ledger.cases.setdefault(case, "passed")
+                ledger.case(case, "passed", keep=True)
         self._forget_undo(method, params)
         return result
 
@@ -271,7 +276,7 @@ class Trial:
         ledger = self.ledger(method)
         ledger.unsupported.append(f"-32010: {reason}")
         if case:
-            ledger.cases[case] = "unsupported"
+            ledger.case(case, "unsupported", f"-32010: {reason}")
         if optional:
             return None
         raise Stop(f"{label} is not supported here, as the profile expects")
@@ -280,7 +285,7 @@ class Trial:
         where = f"[{case}] " if case else ""
         self.ledger(method).problems.append(f"{where}{problem}")
         if case:
-            self.ledger(method).cases[case] = "failed"
+            self.ledger(method).case(case, "failed", problem)
         if stop:
             raise Stop(f"{method} failed: {problem}")
         return None

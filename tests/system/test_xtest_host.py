@@ -53,8 +53,8 @@ def test_host_profile_passes(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == "RESULT: PASS", out.stdout
     unsupported = {m for m, e in methods.items() if e["outcome"] == "unsupported"}
     assert unsupported == {"vol.list_md_arrays", "vol.md_detail", "vol.create_md_array", "vol.stop_md_array"}
-    assert methods["vol.mount"]["cases"] == {"vfat": "unsupported"}
-    assert methods["net.bridge.add"]["cases"] == {"vlan_filtering": "unsupported"}
+    assert methods["vol.mount"]["cases"]["vfat"]["outcome"] == "unsupported"
+    assert methods["net.bridge.add"]["cases"]["vlan_filtering"]["outcome"] == "unsupported"
     assert doc["leftovers"] == [] and doc["teardown"] == []
 
 

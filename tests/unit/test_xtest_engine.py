@@ -205,7 +205,8 @@ def test_cases(tmp_path: Path) -> None:
 
     _, ledgers, _ = run(prof, daemon, body)
     assert outcome(prof, ledgers, "net.bridge.add") == (Outcome.PASSED, "")
-    assert ledgers["net.bridge.add"].cases == {"vlan_filtering": "unsupported"}
+    assert ledgers["net.bridge.add"].cases == {
+        "vlan_filtering": {"outcome": "unsupported", "detail": "-32010: kernel lacks 802.1q VLAN support"}}
     # without the case in the profile the same answer is a failure
     prof = profile(tmp_path, ["net.bridge.add"])
     _, ledgers, _ = run(prof, daemon, body)
