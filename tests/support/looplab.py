@@ -28,7 +28,8 @@ MIB = 1 << 20
 VOL_DAEMON = ["unshare", "--net", *REAL_DAEMON]
 
 
-def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60,
+        **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout, **kwargs)
 
 

@@ -69,8 +69,10 @@ def test_mounted_device_and_its_disk(daemon: Daemon, lab: LoopLab, disks: dict[s
         {"device": part, "reason": f"mounted at {mnt}"}
     reason = f"its partition {part} is mounted at {mnt}"
     assert refused(daemon, "vol.create_partition", {"disk": disk})["reason"] == reason
-    assert refused(daemon, "vol.create_filesystem", {"device": disk, "fs_type": "ext4", "force": True})["reason"] == reason
-    assert refused(daemon, "vol.create_btrfs_raid", {"devices": [disks["spare"], part]})["reason"] == f"mounted at {mnt}"
+    params = {"device": disk, "fs_type": "ext4", "force": True}
+    assert refused(daemon, "vol.create_filesystem", params)["reason"] == reason
+    params = {"devices": [disks["spare"], part]}
+    assert refused(daemon, "vol.create_btrfs_raid", params)["reason"] == f"mounted at {mnt}"
     assert refused(daemon, "vol.create_md_array", {"devices": [disks["spare"], part]})["reason"] == f"mounted at {mnt}"
     assert {d: lab.fingerprint(d) for d in (disk, part)} == before
     assert blkid(disks["spare"]) == {}  # the acceptable device of the pair was not touched either
@@ -85,7 +87,8 @@ def test_active_swap(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) -> Non
         before = {d: lab.fingerprint(d) for d in (disk, part)}
         assert refused(daemon, "vol.create_filesystem", {"device": part, "fs_type": "ext4", "force": True}) == \
             {"device": part, "reason": "active swap"}
-        assert refused(daemon, "vol.create_partition", {"disk": disk})["reason"] == f"its partition {part} is active swap"
+        reason = f"its partition {part} is active swap"
+        assert refused(daemon, "vol.create_partition", {"disk": disk})["reason"] == reason
         assert refused(daemon, "vol.create_btrfs_raid", {"devices": [part, disks["spare"]]})["reason"] == "active swap"
         assert {d: lab.fingerprint(d) for d in (disk, part)} == before
     finally:

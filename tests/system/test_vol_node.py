@@ -78,7 +78,8 @@ def test_node_path_btrfs(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) ->
     assert mounted == {"changed": True, "target": mnt, "source": f"UUID={tags['UUID']}", "persist": True}
     seen = findmnt(mnt)
     assert seen is not None and seen["fstype"] == "btrfs" and seen["source"] == part["path"]
-    assert daemon.call("vol.mount", {"source": part["path"], "target": mnt})["changed"] is True  # persist record re-stated
+    # the same filesystem by its path: mounted already, but the record now names it by path
+    assert daemon.call("vol.mount", {"source": part["path"], "target": mnt})["changed"] is True
     assert daemon.call("vol.mount", {"source": part["path"], "target": mnt})["changed"] is False
     fs = [f for f in daemon.call("vol.list_filesystems") if f["uuid"] == tags["UUID"]]
     assert fs and fs[0]["mount_points"] == [mnt] and fs[0]["label"] == "MOSDATA"

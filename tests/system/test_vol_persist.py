@@ -33,7 +33,8 @@ def test_kill_9_unmount_restart(lab: LoopLab) -> None:
         run(["mkfs.ext4", "-q", dev])
     args = config_file(lab)
     workdir = lab.mountpoint("daemon")
-    targets = {name: lab.mountpoint(f"mnt {name}") for name in ("keep", "gone", "temp")}  # a space: mountinfo escapes it
+    # a space in each target: mountinfo escapes it as \040
+    targets = {name: lab.mountpoint(f"mnt {name}") for name in ("keep", "gone", "temp")}
     first = Daemon(VOL_DAEMON, args, workdir=workdir).start()
     try:
         first.call("vol.mount", {"source": f"UUID={blkid(keep)['UUID']}", "target": targets["keep"]})

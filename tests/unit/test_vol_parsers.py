@@ -45,14 +45,16 @@ def test_df_and_usage_of_raid1() -> None:
     assert usage["overall"]["multiple_profiles"] is False
     data = next(a for a in usage["allocations"] if a["type"] == "data")
     assert data == {"type": "data", "profile": "raid1", "size_bytes": 67108864, "used_bytes": 4194304,
-                    "devices": [{"device": "/dev/loopA", "bytes": 67108864}, {"device": "/dev/loopB", "bytes": 67108864}]}
+                    "devices": [{"device": "/dev/loopA", "bytes": 67108864},
+                                {"device": "/dev/loopB", "bytes": 67108864}]}
     assert usage["unallocated"] == [{"device": "/dev/loopA", "bytes": 205520896},
                                     {"device": "/dev/loopB", "bytes": 205520896}]
 
 
 def test_device_stats_and_show() -> None:
     stats = btrfs_text.parse_device_stats_table(sample("btrfs", "device-stats-table.txt"))
-    assert [(s["devid"], s["device"], s["corruption_errs"]) for s in stats] == [(1, "/dev/loopA", 0), (2, "/dev/loopB", 0)]
+    assert [(s["devid"], s["device"], s["corruption_errs"]) for s in stats] == \
+        [(1, "/dev/loopA", 0), (2, "/dev/loopB", 0)]
     show = btrfs_text.parse_show(sample("btrfs", "show-raid1.txt"))
     assert show["label"] == "MOSRAID" and [d["devid"] for d in show["devices"]] == [1, 2]
     assert all(d["size_bytes"] == 314572800 for d in show["devices"])
@@ -78,16 +80,18 @@ def test_balance_status() -> None:
 # ---------------------------------------------------------------- mountinfo
 def test_mountinfo_escapes_and_optional_fields() -> None:
     text = ("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
-            "90 27 0:45 /sub\\040vol /mnt/a\\040b\\134c\\011d rw shared:5 master:2 - btrfs /dev/loop3p1 rw,subvol=/sub vol\n")
+            "90 27 0:45 /sub\\040vol /mnt/a\\040b\\134c\\011d rw shared:5 master:2 - "
+            "btrfs /dev/loop3p1 rw,subvol=/sub\\040vol\n")
     root, mount = mountinfo.parse_mountinfo(text)
     assert (root.major, root.minor, root.target, root.source) == (254, 0, "/", "/dev/vda")
     assert mount.target == "/mnt/a b\\c\td" and mount.root == "/sub vol" and mount.major == 0
-    assert mount.fs_type == "btrfs" and mount.option("subvol") == "/sub"
+    assert mount.fs_type == "btrfs" and mount.option("subvol") == "/sub vol"
     assert mountinfo.mount_of("/", [root, mount]) is root
 
 
 def test_swaps() -> None:
-    text = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/loop1p2  partition\t8188\t0\t-2\n/swap\\040file file 4 0 -3\n"
+    text = ("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+            "/dev/loop1p2  partition\t8188\t0\t-2\n/swap\\040file file 4 0 -3\n")
     assert mountinfo.parse_swaps(text) == ["/dev/loop1p2", "/swap file"]
 
 

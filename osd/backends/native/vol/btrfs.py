@@ -108,7 +108,8 @@ class BtrfsService:
         absolute paths, readonly flag and quota (None when quotas are off). Read-only."""
         where = BtrfsPath(path or self._default_path())
         listing = btrfs_text.parse_subvolume_list(await btrfs("subvolume", "list", "-p", "-u", "-q", where.target))
-        readonly = {s["id"] for s in btrfs_text.parse_subvolume_list(await btrfs("subvolume", "list", "-r", where.target))}
+        readonly_text = await btrfs("subvolume", "list", "-r", where.target)
+        readonly = {s["id"] for s in btrfs_text.parse_subvolume_list(readonly_text)}
         quotas = await qgroups(where.target)
         root = where.mount.root.strip("/")
         found = []

@@ -156,7 +156,8 @@ def parse_scrub_status(text: str) -> dict[str, Any]:
 
 
 _BALANCE_PROGRESS = re.compile(
-    r"(?P<done>\d+) out of about (?P<total>\d+) chunks balanced \((?P<considered>\d+) considered\),\s+(?P<left>\d+)% left")
+    r"(?P<done>\d+) out of about (?P<total>\d+) chunks balanced \((?P<considered>\d+) considered\),"
+    r"\s+(?P<left>\d+)% left")
 
 
 def parse_balance_status(text: str) -> dict[str, Any]:

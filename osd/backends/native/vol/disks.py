@@ -143,7 +143,8 @@ class DiskService:
         return {"changed": True, **made}
 
     @staticmethod
-    def _labelled(st: Storage, disk: str, label: str, size_bytes: int | None, type_: str | None) -> dict[str, Any] | None:
+    def _labelled(st: Storage, disk: str, label: str, size_bytes: int | None,
+                  type_: str | None) -> dict[str, Any] | None:
         for part in st.partitions_of(disk):
             p = st.probe(part.name)
             if p.part_name != label:

@@ -68,7 +68,8 @@ def parse_mdstat(text: str) -> list[dict[str, Any]]:
             current["sync"] = {"action": progress.group("action"), "percent": float(progress.group("percent"))}
         pending = _PENDING.search(body)
         if pending:
-            current["sync"] = {"action": pending.group("action"), "percent": 0.0, "status": pending.group("what").lower()}
+            current["sync"] = {"action": pending.group("action"), "percent": 0.0,
+                               "status": pending.group("what").lower()}
     return arrays
 
 

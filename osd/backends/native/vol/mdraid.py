@@ -65,7 +65,8 @@ class MdService:
         return md.parse_detail((await tools.run(["mdadm", "--detail", device], deadline_s=30)).stdout)
 
     @implements(vol.CREATE_MD_ARRAY)
-    async def create_md_array(self, devices: list[str], level: str = "raid1", name: str | None = None) -> dict[str, Any]:
+    async def create_md_array(self, devices: list[str], level: str = "raid1",
+                              name: str | None = None) -> dict[str, Any]:
         """A new array over ``devices``; the guard checks every device before anything else, so on a
         kernel without MD a refused device is still -32006.
 

@@ -56,7 +56,7 @@ def parse_mountinfo(text: str) -> list[Mount]:
         mounts.append(Mount(
             mount_id=int(fields[0]), parent_id=int(fields[1]), major=int(major), minor=int(minor),
             root=unescape(fields[3]), target=unescape(fields[4]), options=fields[5],
-            fs_type=unescape(rest[0]), source=unescape(rest[1]), super_options=rest[2],
+            fs_type=unescape(rest[0]), source=unescape(rest[1]), super_options=unescape(rest[2]),
         ))
     return mounts
 

@@ -139,4 +139,5 @@ def name_of_devno(major: int, minor: int, sysfs: str = SYSFS) -> str | None:
 def btrfs_members(sysfs: str = SYSFS) -> dict[str, list[str]]:
     """Mounted btrfs filesystems: uuid -> names of their member devices (/sys/fs/btrfs exists only while mounted)."""
     base = Path(sysfs) / "fs" / "btrfs"
-    return {uuid: list(_listdir(base / uuid / "devices")) for uuid in _listdir(base) if (base / uuid / "devices").is_dir()}
+    return {uuid: list(_listdir(base / uuid / "devices"))
+            for uuid in _listdir(base) if (base / uuid / "devices").is_dir()}
