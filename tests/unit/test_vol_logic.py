@@ -145,3 +145,33 @@ def test_labels() -> None:
     with pytest.raises(InvalidParams):
         filesystems.check_label("ext4", "é" * 9)  # 18 bytes
     assert Probe(fs_type="ext4").holds_data
+
+
+def test_a_partition_is_removed_again_when_a_later_step_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """create_partition's rollback: the kernel refuses the new partition (partx fails) after the
+    table was written, so the partition is deleted and the table made on a blank disk is wiped."""
+    import asyncio
+
+    from osd import tools
+    from osd.errors import ToolFailed
+
+    calls: list[list[str]] = []
+    table_json = ('{"partitiontable": {"label": "gpt", "firstlba": 34, "lastlba": 614366, "sectorsize": 512, '
+                  '"partitions": [{"node": "/dev/loop9p1", "start": 2048, "size": 204800}]}}')
+
+    async def fake_run(argv: list[str], **kw: object) -> tools.Result:
+        calls.append(list(argv))
+        if argv[:2] == ["partx", "-u"]:
+            raise ToolFailed(list(argv), 1, "partx: /dev/loop9: error adding partition 1")
+        return tools.Result(tuple(argv), 0, table_json if argv[:2] == ["sfdisk", "-J"] else "", "")
+
+    monkeypatch.setattr(tools, "run", fake_run)
+    monkeypatch.setattr(partitions.sysfs, "scan", lambda **kw: {})
+    blank = partitions.blank_table(300 * MIB, 512)
+    with pytest.raises(ToolFailed):
+        asyncio.run(partitions.add("loop9", blank, 2048, 204800, None, "data"))
+    assert calls[0][0] == "sfdisk" and calls[0][-1] == "/dev/loop9"  # label: gpt + the partition
+    assert ["sfdisk", "--no-reread", "--no-tell-kernel", "--part-label", "/dev/loop9", "1", "data"] in calls
+    assert calls[-3:] == [["partx", "-d", "--nr", "1", "/dev/loop9"],
+                          ["sfdisk", "--no-reread", "--no-tell-kernel", "-q", "--delete", "/dev/loop9", "1"],
+                          ["wipefs", "-a", "-q", "/dev/loop9"]]
