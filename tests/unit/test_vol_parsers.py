@@ -198,3 +198,31 @@ def test_mdstat_without_samples() -> None:
     (array,) = md.parse_mdstat(text)
     assert array["state"] == "active (auto-read-only)" and array["sync"] == {"action": "resync", "percent": 0.0,
                                                                              "status": "pending"}
+
+
+def test_udev_database_is_used_for_initialised_devices_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The glue to pyudev: initialised devices answer from their properties, the others are left
+    for blkid; without /run/udev/data pyudev is not consulted at all."""
+    import sys
+    import types
+
+    class Device:
+        def __init__(self, name: str) -> None:
+            self.is_initialized = name == "loop0p2"
+            self.properties = UDEV if self.is_initialized else {}
+
+    class Devices:
+        @staticmethod
+        def from_name(context: object, subsystem: str, name: str) -> Device:
+            assert subsystem == "block"
+            if name == "gone":
+                raise fake.DeviceNotFoundError(name)
+            return Device(name)
+
+    fake = types.SimpleNamespace(Context=lambda: object(), Devices=Devices, DeviceNotFoundError=LookupError)
+    monkeypatch.setitem(sys.modules, "pyudev", fake)
+    monkeypatch.setattr(probe.os.path, "isdir", lambda path: path == "/run/udev/data")
+    found = probe.udev_probes(["loop0", "loop0p2", "gone"])
+    assert found == {"/dev/loop0p2": probe.parse_export(BLKID)["/dev/loop0p2"]}
+    monkeypatch.setattr(probe.os.path, "isdir", lambda path: False)
+    assert probe.udev_probes(["loop0p2"]) == {}
