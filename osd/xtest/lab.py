@@ -3,7 +3,10 @@
 Everything is recorded as it is created and torn down by that record, never by pattern:
 namespaces by the unique name the lab gave them (after stopping the processes inside),
 links by name and ifindex, loop devices by device and backing file inode, processes by
-their handle. ``teardown`` runs even after Ctrl-C and reports what it could not undo.
+their handle. ``teardown`` runs even after Ctrl-C and reports what it could not undo. The
+record is also kept on disk (record.py), and helper processes die with the runner
+(PR_SET_PDEATHSIG through setpriv), so the lab of a runner killed outright is undone by
+the next run (``collect_orphans``).
 
 The daemon's network is ``netns`` (a namespace the lab made for a spawned daemon) or,
 for a live daemon, None: this process's own namespace, where scratch links are then made
@@ -22,11 +25,13 @@ import shutil
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 from .. import tools
 from ..errors import OsdError
 from .engine import Stop
+from .record import LabRecord, orphans
 
 DHCP_SERVER = "192.0.2.1"
 DHCP_RANGE = ("192.0.2.100", "192.0.2.149")
@@ -50,7 +55,7 @@ class Link:
 
 
 class Lab:
-    def __init__(self, rundir: Path) -> None:
+    def __init__(self, rundir: Path, record: LabRecord | None = None) -> None:
         self.rundir = rundir
         self.netns: str | None = None
         self.disks: list[str] = []
@@ -60,6 +65,23 @@ class Lab:
         self._loops: list[Loop] = []
         self._processes: list[tuple[str, asyncio.subprocess.Process]] = []
         self._dirs: list[Path] = []       # directories made outside the run directory
+        self._record = record or LabRecord(rundir.name)
+
+    def _save(self) -> None:
+        self._record.save({"rundir": str(self.rundir), "namespaces": self._namespaces,
+                           "links": [[link.name, link.ifindex] for link in self._links],
+                           "loops": [[loop.device, str(loop.backing), loop.inode] for loop in self._loops],
+                           "dirs": [str(d) for d in self._dirs]})
+
+    @classmethod
+    def from_record(cls, doc: dict[str, Any], record: LabRecord) -> "Lab":
+        """The lab a record lists (of a runner that was killed), ready for ``teardown``."""
+        lab = cls(Path(doc["rundir"]), record)
+        lab._namespaces = [str(n) for n in doc.get("namespaces", [])]
+        lab._links = [Link(str(name), int(index)) for name, index in doc.get("links", [])]
+        lab._loops = [Loop(str(dev), Path(backing), int(inode)) for dev, backing, inode in doc.get("loops", [])]
+        lab._dirs = [Path(d) for d in doc.get("dirs", [])]
+        return lab
 
     # ------------------------------------------------------------ helpers
     async def _run(self, *argv: str, deadline_s: float = 30.0) -> str:
@@ -77,6 +99,7 @@ class Lab:
         name = f"osdx-{role}-{os.getpid()}-{secrets.token_hex(3)}"
         await self._run("ip", "netns", "add", name)
         self._namespaces.append(name)
+        self._save()
         await self._run("ip", "-n", name, "link", "set", "lo", "up")
         return name
 
@@ -113,6 +136,7 @@ class Lab:
         if self.netns is None:  # links in a lab namespace go with it
             info = json.loads(await self._run("ip", "-j", "link", "show", "dev", name))
             self._links.append(Link(name, int(info[0]["ifindex"])))
+            self._save()
 
     async def dhcp_server(self, ifname: str, peer: str, *, router: bool) -> None:
         """A DHCPv4 server behind ``ifname`` (made here, in the daemon's namespace).
@@ -153,6 +177,7 @@ class Lab:
             f.truncate(size_mb << 20)
         device = (await self._run("losetup", "--find", "--show", str(backing))).strip()
         self._loops.append(Loop(device, backing, backing.stat().st_ino))
+        self._save()
         return device
 
     def loop_of(self, device: str) -> Loop | None:
@@ -178,11 +203,15 @@ class Lab:
         if not Path(path).is_dir():
             raise LabError(f"lab: {path} is not a directory")
         self._dirs.extend(created)
+        if created:
+            self._save()
         return path
 
     # ------------------------------------------------------------ processes
     async def start(self, label: str, argv: Sequence[str], *, log: Path,
                     env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
+        if tools.which("setpriv"):  # dies with the runner even when the runner is killed outright
+            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
         try:
             proc = await tools.start(argv, log=log, env=env)
         except OsdError as exc:
@@ -213,6 +242,8 @@ class Lab:
             with contextlib.suppress(OSError):  # not empty: something of the daemon's stays
                 directory.rmdir()
         self._dirs.clear()
+        if not problems:
+            self._record.remove()
         return problems
 
     async def _delete_netns(self, name: str, problems: list[str]) -> None:
@@ -268,6 +299,17 @@ class Lab:
             return f"kept {root}: {mounted[0]} is still mounted"
         shutil.rmtree(root, ignore_errors=True)
         return None
+
+
+async def collect_orphans() -> list[str]:
+    """Undo the labs of runners that were killed outright; one line per lab (and its problems)."""
+    done = []
+    for path, doc in orphans():
+        lab = Lab.from_record(doc, LabRecord(path.stem))
+        problems = await lab.teardown()
+        done.append(f"collected the lab of a killed run ({doc.get('rundir')})"
+                    + (f": {'; '.join(problems)}" if problems else ""))
+    return done
 
 
 async def _netns_pids(name: str) -> list[int]:

@@ -4,7 +4,8 @@ Report keys: ``format``/``version``, ``profile``, ``daemon`` (socket, mode, back
 version, log), ``started``/``finished`` (UTC, ISO 8601), ``registration``, ``methods``
 (per method: namespace, tier, classification, outcome, detail, calls, duration_s, cases),
 ``scenarios``, ``counts`` (per outcome), ``namespaces`` (per namespace and outcome),
-``failed``, ``leftovers``, ``teardown``, ``result`` and ``exit_code``.
+``failed``, ``leftovers``, ``teardown``, ``collected`` (labs of killed runs undone first),
+``result`` and ``exit_code``.
 """
 
 from __future__ import annotations

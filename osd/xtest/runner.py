@@ -29,7 +29,7 @@ from . import report as reports
 from . import spawn
 from .connection import Connection
 from .engine import Ledger, Scenario, Trial, Unreachable, plan, run_scenario, run_tag, verdict
-from .lab import Lab, LabError
+from .lab import Lab, LabError, collect_orphans
 from .profile import Profile, ProfileError, ProfileNotFound, load
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PROFILE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -97,6 +97,7 @@ class Run:
         self.registration: dict[str, Any] = {}
         self.daemon: dict[str, Any] = {"mode": "spawn" if options.spawn else "socket", "socket": options.socket}
         self.lab: Lab | None = None
+        self.collected: list[str] = []  # labs of killed runs undone before this one
         self.error = ""
         self.report: dict[str, Any] = {}
 
@@ -152,6 +153,9 @@ class Run:
         return int(self.report["exit_code"])
 
     async def work(self) -> int:
+        for line in await collect_orphans():
+            self.progress(line)
+            self.collected.append(line)
         rundir = Path(tempfile.mkdtemp(prefix="osdx-", dir="/tmp"))  # short: socket paths max 107 bytes
         self.lab = lab = Lab(rundir)
         scratch = self.profile.scratch
@@ -260,7 +264,7 @@ class Run:
             "timeout_default_s": self.options.timeout_default,
             "registration": self.registration, "methods": entries, "scenarios": self.scenario_log,
             "counts": total, "namespaces": per, "failed": failed, "leftovers": self.leftovers,
-            "teardown": teardown, "result": result, "exit_code": code,
+            "teardown": teardown, "collected": self.collected, "result": result, "exit_code": code,
         }
         if self.error:
             doc["error"] = self.error

@@ -6,15 +6,21 @@ gone afterwards, after a full run and after Ctrl-C alike.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import signal
+import time
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from osd.xtest.lab import collect_orphans
+from osd.xtest.record import RECORDS
 
 pytestmark = pytest.mark.root
 
@@ -75,3 +81,37 @@ def test_ctrl_c_tears_the_lab_down(tmp_path: Path) -> None:
     doc = json.loads(report.read_text())
     assert doc["result"] == "INTERRUPTED" and doc["exit_code"] == 130
     assert_lab_gone(doc)
+
+
+def test_the_lab_of_a_killed_runner_is_collected_by_the_next_run(tmp_path: Path) -> None:
+    proc = subprocess.Popen([*OSD, "xtest", "--spawn", "--profile", "host", "--report", str(tmp_path / "r.json")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "building the lab in" in line:
+                rundir = line.split("building the lab in ")[1].split()[0]
+            if "[3/" in line:
+                break
+        record = RECORDS / f"{Path(rundir).name}.json"
+        lab = json.loads(record.read_text())
+        proc.send_signal(signal.SIGKILL)  # no teardown, no report
+        proc.wait(10)
+    finally:
+        proc.kill()
+    daemon_ns = lab["namespaces"][0]
+    deadline = time.monotonic() + 10  # the daemon dies with the runner (PR_SET_PDEATHSIG)
+    while _pids(daemon_ns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pids(daemon_ns)
+    assert daemon_ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    done = asyncio.run(collect_orphans())
+    assert any(rundir in line for line in done), done
+    assert not record.exists()
+    assert_lab_gone({"daemon": {"netns": daemon_ns, "socket": f"{rundir}/osd.sock"}})
+    for loop in lab["loops"]:
+        assert not os.path.exists(loop[1])
+
+
+def _pids(netns: str) -> list[str]:
+    return subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
