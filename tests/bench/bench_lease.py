@@ -8,7 +8,9 @@ client: DISCOVER, OFFER, REQUEST, ACK, address and route applied, state file wri
 one ``busybox udhcpc -q -n -s /bin/true`` on a second veth in the same client namespace
 (its own DORA from process start to exit, applying nothing). It prints medians and the
 ratio osd/udhcpc, plus the time a killed daemon takes to have its lease bound again
-(INIT-REBOOT). Figures only; it never passes or fails.
+(INIT-REBOOT). Then 2000 veth links join the client namespace and ``net.lease`` (one
+interface, and all) is timed against ``ip -j -6 addr show`` (the same dev, and all) as the
+reference. Figures only; it never passes or fails.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from support.daemon import REAL_DAEMON, Daemon  # noqa: E402
 from support.dhcplab import Dnsmasq  # noqa: E402
-from support.netlab import NetLab, run, short_name  # noqa: E402
+from support.netlab import NetLab, Netns, run, short_name  # noqa: E402
 
 
 def main() -> None:
@@ -57,6 +59,7 @@ def main() -> None:
                 started = time.perf_counter()
                 client.exec("busybox", "udhcpc", "-q", "-n", "-t", "3", "-T", "1", "-i", c2, "-s", "/bin/true")
                 udhcpc_ms.append((time.perf_counter() - started) * 1000)
+            scale = scaled(client, daemon, c1)
             resume_ms = []
             for _ in range(3):
                 daemon.kill()
@@ -77,6 +80,28 @@ def main() -> None:
     print(f"busybox udhcpc -q   median {ref:7.1f} ms  (reference, same lab)")
     print(f"ratio osd/udhcpc    {osd / ref:.2f}")
     print(f"resume after kill -9: lease bound {statistics.median(resume_ms):.1f} ms after READY=1 (median of 3)")
+    for what, (osd_t, ip_t) in scale.items():
+        print(f"{what:28s} median {osd_t:7.1f} ms  ip -j -6 addr show: {ip_t:7.1f} ms  ratio {osd_t / ip_t:.2f}")
+
+
+def scaled(client: Netns, daemon: Daemon, iface: str, links: int = 2000) -> dict[str, tuple[float, float]]:
+    """net.lease among ``links`` veth links vs ip -j -6 addr show: {what: (osd ms, ip ms)}."""
+    batch = "".join(f"link add bx{i}a type veth peer bx{i}b\n" for i in range(links // 2))
+    run(["ip", "-n", client.name, "-batch", "-"], input=batch)
+    figures = {}
+    with daemon.client() as rpc:
+        for what, params, ip_args in ((f"net.lease one of {links} links", {"interface": iface}, ["dev", iface]),
+                                      (f"net.lease all {links} links", {}, [])):
+            osd_ms, ip_ms = [], []
+            for _ in range(5):
+                started = time.perf_counter()
+                rpc.call("net.lease", params)
+                osd_ms.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                client.exec("ip", "-j", "-6", "addr", "show", *ip_args)
+                ip_ms.append((time.perf_counter() - started) * 1000)
+            figures[what] = (statistics.median(osd_ms), statistics.median(ip_ms))
+    return figures
 
 
 if __name__ == "__main__":

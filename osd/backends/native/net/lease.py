@@ -27,6 +27,7 @@ from ....errors import NotFound, OsdError, Timeout
 from ....methods import net
 from ....state import StateError, StateFile
 from ..impl import Implementations
+from .autoconf import Autoconf
 from .dhcp4 import Dhcp4Client, LeaseInfo
 from .kernel import Kernel
 from .lease_nl import LeaseKernel
@@ -49,6 +50,7 @@ class LeaseService:
                  client: type[Dhcp4Client] = Dhcp4Client) -> None:
         self.timeout_s = timeout_s
         self.kernel = kernel
+        self.autoconf = Autoconf()
         self._client_type = client  # a stand-in in unit tests
         self._state = StateFile(state_dir, "dhcp4")
         self._clients: dict[str, Dhcp4Client] = {}  # the managed client of each interface
@@ -74,6 +76,7 @@ class LeaseService:
                 resumed[name] = (LeaseInfo.from_state(raw) if raw else None, raw)
             except ValueError as exc:
                 raise StateError(f"state file {self._state.path}: interface {name!r}: {exc}") from exc
+        self.autoconf.open()
         for name, (lease, raw) in resumed.items():
             self._record(name, lease, save=False)
             client = self._clients[name] = self._client_type(name, self._on_event, raw, self._on_socket_lost)
@@ -88,6 +91,7 @@ class LeaseService:
             timer.cancel()
         for task in list(self._tasks):
             task.cancel()
+        self.autoconf.close()
 
     async def health(self) -> dict[str, Any]:
         return {"ok": True, "status": "ok"}
@@ -97,15 +101,13 @@ class LeaseService:
     async def lease(self, interface: str | None = None) -> list[dict[str, Any]]:
         """Per interface: the managed DHCPv4 client, DHCPv6 (null: no client), SLAAC addresses,
         and what router advertisements said. Raises NotFound for a missing interface; read-only."""
-        index = await self.kernel.index(interface) if interface is not None else None
-        links = await self.kernel.links()
-        slaac = await self.kernel.slaac(index)
-        routers = await self.kernel.ra_routers()
+        links = await self.autoconf.links(interface)
+        index = next(iter(links), 0) if interface is not None else 0
+        slaac = await self.autoconf.slaac(index)
+        routers = await self.autoconf.ra_routers(index)
         now = time.time()
         rows = []
         for ifindex, link in sorted(links.items()):
-            if index is not None and ifindex != index:
-                continue
             name = link["name"]
             rows.append({
                 "interface": name, "dhcp4": self._dhcp4_report(name, now), "dhcp6": None,

@@ -1,15 +1,10 @@
-"""The kernel side of leases: apply and withdraw a DHCPv4 lease, read IPv6 autoconfiguration.
+"""The kernel side of DHCPv4 leases: apply one to an interface, withdraw it, check it is there.
 
 A lease becomes an IPv4 address whose kernel lifetime is the lease's remaining time (so the
 kernel drops it when the lease runs out, even if the daemon is not running) and a default
 route via the lease's router with protocol ``dhcp`` and metric 1000 + ifindex (dhcpcd's
 convention: each interface's DHCP default route has its own metric, so replacing it never
 touches a default route somebody else made, nor another interface's).
-
-IPv6 autoconfiguration is only read: addresses the kernel made from router advertisements
-(IFA_PROTO = kernel_ra; global dynamic ``mngtmpaddr``/``temporary`` addresses on kernels
-without IFA_PROTO), the M/O flags of the last advertisement (IFLA_INET6_FLAGS) and the
-routers it learnt (default routes with protocol ``ra``).
 
 The rtnetlink socket is the one the net services share (kernel.py), which turns every
 NetlinkError into KernelError(errno, op).
@@ -26,24 +21,13 @@ from ....errors import KernelError
 from .dhcp4 import LeaseInfo
 from .kernel import Kernel, errno_of
 
-RTPROT_RA = 9
 RTPROT_DHCP = 16
-IFAPROT_KERNEL_RA = 2
 RT_TABLE_MAIN = 254
 RTNH_F_ONLINK = 4
-IFF_UP, IFF_LOOPBACK = 0x1, 0x8
+IFF_UP = 0x1
 FOREVER = 0xFFFFFFFF
-USER_HZ = 100  # RTA_CACHEINFO.rta_expires is in clock ticks
 METRIC_BASE = 1000
 
-IF_RA_RCVD, IF_RA_MANAGED, IF_RA_OTHERCONF = 0x20, 0x40, 0x80
-IFA_F_TEMPORARY, IFA_F_PERMANENT, IFA_F_MANAGETEMPADDR = 0x01, 0x80, 0x100
-# IFA_FLAGS bits under the names `ip -j addr` uses.
-ADDR_FLAGS = {
-    0x01: "temporary", 0x02: "nodad", 0x04: "optimistic", 0x08: "dadfailed", 0x10: "homeaddress",
-    0x20: "deprecated", 0x40: "tentative", 0x100: "mngtmpaddr", 0x200: "noprefixroute",
-    0x400: "autojoin", 0x800: "stable-privacy",
-}
 GONE = (errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT)
 
 
@@ -60,10 +44,6 @@ def lifetime(lease: LeaseInfo) -> int:
     return max(1, int(remaining))
 
 
-def _seconds(value: int) -> int | None:
-    return None if value == FOREVER else value
-
-
 class LeaseKernel:
     """Lease work on the shared rtnetlink socket (kernel.py); raises KernelError, NotFound."""
 
@@ -71,12 +51,6 @@ class LeaseKernel:
         self.kernel = kernel
 
     # ------------------------------------------------------------ links
-    async def links(self) -> dict[int, dict[str, Any]]:
-        """{index: {name, up, ra}} for every interface but loopback."""
-        return {link["index"]: {"name": link.get("IFLA_IFNAME"), "up": bool(link["flags"] & IFF_UP),
-                                "ra": _ra_flags(link)}
-                for link in await self.kernel.dump("dump links", "link") if not link["flags"] & IFF_LOOPBACK}
-
     async def index(self, name: str) -> int:
         """The index of interface ``name``; raises NotFound, KernelError."""
         return int((await self.kernel.require_link(name))["index"])
@@ -163,53 +137,3 @@ class LeaseKernel:
         except KernelError as exc:
             if errno_of(exc) not in GONE:
                 raise
-
-    # ------------------------------------------------------------ IPv6 autoconfiguration
-    async def slaac(self, index: int | None = None) -> dict[int, list[dict[str, Any]]]:
-        """{index: [SLAAC address]} with flags and lifetimes (seconds; None = forever)."""
-        result: dict[int, list[dict[str, Any]]] = {}
-        query: dict[str, Any] = {"family": socket.AF_INET6}
-        if index is not None:
-            query["index"] = index
-        for addr in await self.kernel.dump("dump IPv6 addresses", "addr", **query):
-            flags = addr.get("IFA_FLAGS") or addr["flags"]
-            proto = addr.get("IFA_PROTO")
-            from_ra = proto == IFAPROT_KERNEL_RA if proto is not None else (
-                addr["scope"] == 0 and not flags & IFA_F_PERMANENT
-                and bool(flags & (IFA_F_MANAGETEMPADDR | IFA_F_TEMPORARY)))
-            if not from_ra:
-                continue
-            cache = addr.get("IFA_CACHEINFO") or {}
-            names = [name for bit, name in ADDR_FLAGS.items() if flags & bit]
-            if not flags & IFA_F_PERMANENT:
-                names.append("dynamic")
-            result.setdefault(addr["index"], []).append({
-                "address": addr.get("IFA_ADDRESS"), "prefixlen": addr["prefixlen"], "flags": names,
-                "valid_s": _seconds(cache.get("ifa_valid", FOREVER)),
-                "preferred_s": _seconds(cache.get("ifa_preferred", FOREVER)),
-            })
-        return result
-
-    async def ra_routers(self) -> dict[int, list[dict[str, Any]]]:
-        """{index: [{router, expires_s}]}: default routes learnt from router advertisements."""
-        result: dict[int, list[dict[str, Any]]] = {}
-        for route in await self.kernel.dump("dump IPv6 routes", "route", family=socket.AF_INET6,
-                                            table=RT_TABLE_MAIN):
-            oif = route.get("RTA_OIF")
-            if route["dst_len"] != 0 or route["proto"] != RTPROT_RA or oif is None:
-                continue
-            expires = (route.get("RTA_CACHEINFO") or {}).get("rta_expires", 0)
-            result.setdefault(oif, []).append(
-                {"router": route.get("RTA_GATEWAY"), "expires_s": expires // USER_HZ if expires else None})
-        return result
-
-
-def _ra_flags(link: Any) -> dict[str, bool]:
-    """What the last router advertisement said (IFLA_INET6_FLAGS), all False when none came."""
-    flags = 0
-    spec = link.get("IFLA_AF_SPEC")
-    inet6 = spec.get("AF_INET6") if spec is not None else None
-    if inet6 is not None:
-        flags = inet6.get("IFLA_INET6_FLAGS") or 0
-    return {"received": bool(flags & IF_RA_RCVD), "managed": bool(flags & IF_RA_MANAGED),
-            "other_config": bool(flags & IF_RA_OTHERCONF)}
