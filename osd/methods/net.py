@@ -23,7 +23,7 @@ CONNTRACK_ENTRY = obj(
     state=nullable(TEXT), status=array(TEXT), zone=INT, mark=INT, timeout=nullable(INT),
 )
 NFT_RULE = obj(family=TEXT, table=TEXT, chain=TEXT, handle=INT,
-               expr=array({"type": "object", "description": "a libnftables JSON statement"}),
+               expr={"type": "string", "description": "the rule in nft syntax, without its comment"},
                comment=nullable(TEXT), id=nullable(TEXT), managed=BOOL)
 NAT_ENTRY = obj(id=TEXT, present=BOOL, comment=nullable(TEXT))
 TAP = obj(name=TEXT, bridge=TEXT, mac=nullable(TEXT), mtu=nullable(INT), owner_uid=nullable(INT),

@@ -129,12 +129,51 @@ def test_ids_idempotency_conflicts_and_bad_input(lab: RouterLab) -> None:
         assert sorted(comments(lab)) == sorted([first["id"], d1["id"], d1["id"]])  # DNAT: prerouting + output
 
 
-def test_listing_marks_what_the_daemon_manages_and_leaves_other_tables_alone(lab: RouterLab) -> None:
-    lab.router.exec("nft", "add", "table", "inet", "other")
-    lab.router.exec("nft", "add", "chain", "inet", "other", "in", "{ type filter hook input priority 10; }")
-    lab.router.exec("nft", "add", "rule", "inet", "other", "in", "tcp", "dport", "9", "accept", "comment",
-                    "fw-0000000000000000")
-    foreign = nft_table(lab, "other")
+FOREIGN = """
+table ip other {
+  set blocked { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 203.0.113.7, 203.0.113.9, 203.0.113.11,
+                203.0.113.13, 203.0.113.15, 203.0.113.17, 203.0.113.19, 203.0.113.21, 203.0.113.23 } }
+  map ports { type inet_service : verdict; elements = { 22 : accept, 80 : drop } }
+  counter hits { }
+  chain in { type filter hook input priority filter + 5; policy accept; comment "a { chain"
+    ip saddr @blocked drop comment "x{y"
+    tcp dport { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 } accept
+    tcp dport vmap { 9 : accept, 10 : jump sub }
+    tcp dport vmap @ports
+    icmp type echo-request counter comment "pings"
+    tcp dport 9 accept comment "fw-0000000000000000"
+  }
+  chain sub { }
+}
+table netdev nd {
+  chain ing { type filter hook ingress device "lo" priority 0; policy accept; }
+}
+"""
+
+
+def ground_truth(lab: RouterLab) -> tuple[set, set, set]:
+    """(tables, chains, rules) as `nft -j list ruleset` lists them."""
+    listing = json.loads(lab.router.exec("nft", "-j", "list", "ruleset").stdout)["nftables"]
+    tables = {(o["table"]["family"], o["table"]["name"], o["table"]["handle"]) for o in listing if "table" in o}
+    chains = {(c["family"], c["table"], c["name"], c["handle"], c.get("hook"), c.get("prio"), c.get("policy"))
+              for c in (o["chain"] for o in listing if "chain" in o)}
+    rules = {(r["family"], r["table"], r["chain"], r["handle"], r.get("comment"))
+             for r in (o["rule"] for o in listing if "rule" in o)}
+    return tables, chains, rules
+
+
+def as_sets(view: dict[str, Any]) -> tuple[set, set, set]:
+    return ({(t["family"], t["name"], t["handle"]) for t in view["tables"]},
+            {(c["family"], c["table"], c["name"], c["handle"], c.get("hook"), c.get("prio"), c.get("policy"))
+             for c in view["chains"]},
+            {(r["family"], r["table"], r["chain"], r["handle"], r["comment"]) for r in view["rules"]})
+
+
+def test_listing_matches_nft_marks_what_the_daemon_manages_and_leaves_other_tables_alone(
+        lab: RouterLab, tmp_path: Path) -> None:
+    (tmp_path / "foreign.nft").write_text(FOREIGN)
+    lab.router.exec("nft", "-f", str(tmp_path / "foreign.nft"))
+    foreign = lab.router.exec("nft", "-s", "-j", "list", "table", "ip", "other").stdout  # -s: no counters
     with Daemon(REAL_DAEMON, netns=lab.router.name) as daemon:
         entries = [
             ("net.firewall.add_rule", {"port": 22, "proto": "tcp"}),
@@ -153,14 +192,21 @@ def test_listing_marks_what_the_daemon_manages_and_leaves_other_tables_alone(lab
         assert daemon.call("net.verify") == {"ok": True, "drift": []}
 
         ruleset = daemon.call("net.firewall")
+        assert as_sets(ruleset) == ground_truth(lab)
         tables = {(t["family"], t["name"]): t["managed"] for t in ruleset["tables"]}
-        assert tables == {("inet", "osd"): True, ("inet", "other"): False}
-        ours = [r for r in ruleset["rules"] if r["managed"]]
-        assert {r["id"] for r in ours} == ids
-        theirs = [r for r in ruleset["rules"] if not r["managed"]]
-        assert len(theirs) == 1 and theirs[0]["id"] is None and theirs[0]["table"] == "other"
+        assert tables == {("inet", "osd"): True, ("ip", "other"): False, ("netdev", "nd"): False}
+        assert {r["id"] for r in ruleset["rules"] if r["managed"]} == ids
+        assert not any(r["managed"] or r["id"] for r in ruleset["rules"] if r["table"] != "osd")
         assert {c["name"] for c in ruleset["chains"] if c["managed"]} == {"input", "prerouting", "output",
                                                                         "postrouting"}
+        assert "tcp dport 22 accept" in {r["expr"] for r in ruleset["rules"] if r["id"] in ids}
+
+        # Counters change without a new ruleset generation: the listing must follow them.
+        def pings() -> str:
+            return next(r["expr"] for r in daemon.call("net.firewall")["rules"] if r["comment"] == "pings")
+        before = pings()
+        lab.client.exec("ping", "-c2", "-i0.2", "-W2", lab.ROUTER_C4)
+        assert pings() != before
 
         # Behind the daemon's back: one rule edited, one foreign rule slipped into its table.
         handle = next(obj["rule"]["handle"] for obj in nft_table(lab)
@@ -171,6 +217,10 @@ def test_listing_marks_what_the_daemon_manages_and_leaves_other_tables_alone(lab
         lab.router.exec("nft", "replace", "rule", "inet", "osd", "input", "handle", str(handle),
                         "tcp", "dport", "23", "accept", "comment", edited)
         lab.router.exec("nft", "add", "rule", "inet", "osd", "input", "tcp", "dport", "7", "accept")
+        ruleset = daemon.call("net.firewall")
+        assert as_sets(ruleset) == ground_truth(lab)
+        assert next(r["expr"] for r in ruleset["rules"] if r["comment"] == edited) == "tcp dport 23 accept"
+        assert [r["managed"] for r in ruleset["rules"] if r["expr"] == "tcp dport 7 accept"] == [False]
         drift = daemon.call("net.verify")
         assert not drift["ok"]
         changed = [d for d in drift["drift"] if d["name"] == edited]
@@ -178,7 +228,7 @@ def test_listing_marks_what_the_daemon_manages_and_leaves_other_tables_alone(lab
         assert changed[0]["actual"]["expr"][0]["match"]["right"] == 23
         assert [d["kind"] for d in drift["drift"] if d["name"] != edited] == ["nft-rule"]
         assert daemon.call("net.health")["status"] == "degraded"
-    assert nft_table(lab, "other") == foreign
+    assert lab.router.exec("nft", "-s", "-j", "list", "table", "ip", "other").stdout == foreign
 
 
 def test_kill_9_table_deleted_behind_its_back_then_restart_restores(lab: RouterLab, tmp_path: Path) -> None:

@@ -8,10 +8,11 @@ import errno
 import pytest
 
 from osd.backends.native.net.nft import errno_of
-from osd.backends.native.net.nft_listing import drift, present, ruleset_view
+from osd.backends.native.net.nft_listing import drift, present
 from osd.backends.native.net.nft_model import (
     BASE_RULES, Dnat, FirewallRule, Snat, chain_spec, expected_rules, from_record, rebuild,
 )
+from osd.backends.native.net.nft_text import ruleset_view
 from osd.errors import InvalidParams
 
 
@@ -131,22 +132,82 @@ def test_drift_reports_changed_duplicated_and_foreign_rules_and_a_changed_policy
     assert ("nft-rule", "input handle 100") in kinds
 
 
-def test_ruleset_view_marks_only_the_daemons_objects() -> None:
-    listing = listing_of("drop", ENTRIES[:1]) + [
-        {"table": {"family": "ip", "name": "filter", "handle": 1}},
-        {"chain": {"family": "ip", "table": "filter", "name": "input", "handle": 1, "type": "filter",
-                   "hook": "input", "prio": 0, "policy": "accept"}},
-        {"rule": {"family": "ip", "table": "filter", "chain": "input", "handle": 2, "expr": [{"accept": None}],
-                  "comment": ENTRIES[0].id}},
+LISTING = """\
+table ip tricky { # handle 8
+\tcounter cnt { # handle 3
+\t\tpackets 0 bytes 0
+\t}
+
+\tset blocked { # handle 4
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 10.0.0.0/8, 192.0.2.1,
+\t\t\t     203.0.113.21, 203.0.113.23 }
+\t}
+
+\tchain in { # handle 1
+\t\tcomment "a { chain"
+\t\ttype filter hook input priority 5; policy drop;
+\t\tip saddr @blocked drop comment "x{y" # handle 6
+\t\ttcp dport { 1, 2, 3 } accept comment "fw-0123456789abcdef" # handle 8
+\t\ttcp dport vmap { 22 : accept, 24 : jump sub } # handle 10
+\t}
+
+\tchain sub { # handle 2
+\t}
+}
+table netdev nd { # handle 9
+\tchain ing { # handle 1
+\t\ttype filter hook ingress device "lo" priority 0; policy accept;
+\t}
+}
+table inet osd { # handle 12
+\tchain input { # handle 1
+\t\ttype filter hook input priority 0; policy drop;
+\t\tct state established,related accept comment "osd:established" # handle 3
+\t\ttcp dport 22 accept comment "fw-0123456789abcdef" # handle 4
+\t\ttcp dport 23 accept # handle 5
+\t}
+}
+"""
+
+
+def test_ruleset_view_reads_the_text_listing_and_marks_only_the_daemons_objects() -> None:
+    view, live = ruleset_view(LISTING, frozenset({"fw-0123456789abcdef"}))
+    assert not live
+    assert [(t["family"], t["name"], t["handle"], t["managed"]) for t in view["tables"]] == [
+        ("ip", "tricky", 8, False), ("netdev", "nd", 9, False), ("inet", "osd", 12, True)]
+    assert [(c["table"], c["name"], c.get("hook"), c.get("prio"), c.get("policy"), c["managed"])
+            for c in view["chains"]] == [("tricky", "in", "input", 5, "drop", False),
+                                         ("tricky", "sub", None, None, None, False),
+                                         ("nd", "ing", "ingress", 0, "accept", False),
+                                         ("osd", "input", "input", 0, "drop", True)]
+    assert view["chains"][2]["device"] == "lo"
+    rules = [(r["table"], r["chain"], r["handle"], r["expr"], r["comment"], r["id"], r["managed"])
+             for r in view["rules"]]
+    assert rules == [
+        ("tricky", "in", 6, "ip saddr @blocked drop", "x{y", None, False),
+        ("tricky", "in", 8, "tcp dport { 1, 2, 3 } accept", "fw-0123456789abcdef", None, False),  # not our table
+        ("tricky", "in", 10, "tcp dport vmap { 22 : accept, 24 : jump sub }", None, None, False),
+        ("osd", "input", 3, "ct state established,related accept", "osd:established", None, True),
+        ("osd", "input", 4, "tcp dport 22 accept", "fw-0123456789abcdef", "fw-0123456789abcdef", True),
+        ("osd", "input", 5, "tcp dport 23 accept", None, None, False),  # slipped into our table
     ]
-    view = ruleset_view(listing, frozenset({ENTRIES[0].id}))
-    assert [(t["name"], t["managed"]) for t in view["tables"]] == [("osd", True), ("filter", False)]
-    assert [c["managed"] for c in view["chains"]] == [True, True, True, True, False]
-    managed = [(r["comment"], r["id"]) for r in view["rules"] if r["managed"]]
-    assert managed == [*((tag, None) for tag in BASE_RULES), (ENTRIES[0].id, ENTRIES[0].id)]
-    # A look-alike comment in someone else's table is not ours.
-    assert view["rules"][-1]["managed"] is False and view["rules"][-1]["id"] is None
-    assert ("input", ENTRIES[0].id) in present(listing)
+
+
+def test_ruleset_view_notices_live_values_and_unknown_lines() -> None:
+    counting = LISTING.replace("tcp dport 23 accept", "tcp dport 23 counter packets 4 bytes 240 accept")
+    assert ruleset_view(counting, frozenset())[1] is True
+    with pytest.raises(ValueError):
+        ruleset_view("something new { # handle 1\n}\n", frozenset())
+    # `list chain` prints its table without a handle
+    chain = 'table inet osd {\n\tchain input { # handle 1\n\t\ttcp dport 22 accept comment "fw-1" # handle 4\n\t}\n}\n'
+    assert [(r["chain"], r["handle"], r["comment"]) for r in ruleset_view(chain, frozenset())[0]["rules"]] == [
+        ("input", 4, "fw-1")]
+
+
+def test_present_lists_commented_rules() -> None:
+    assert ("input", ENTRIES[0].id) in present(listing_of("accept", ENTRIES))
 
 
 @pytest.mark.parametrize("text, code", [

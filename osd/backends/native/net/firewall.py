@@ -12,6 +12,11 @@ write that finds the table gone.
 Every write method is one nftables transaction and runs under one lock, so concurrent
 calls see each other's records. Adds never list the ruleset (a new rule is one ~0.5 ms
 transaction); removes list only the chains that can hold the id, and delete by handle.
+
+net.firewall keeps its last answer with the ruleset generation it was listed at and the
+version of the record; while both are unchanged (one ~10 us netlink request) the answer
+is still exact and is returned without listing again. A ruleset showing counters or
+quotas, which traffic changes without a new generation, is listed every time.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from ....methods import net
 from ....state import StateError, StateFile
 from ..impl import Implementations
 from .nft import Nft
-from .nft_listing import Listing, drift, present, ruleset_view
+from .nft_listing import Listing, drift, present
 from .nft_model import (
     FAMILY, TABLE, Dnat, Entry, FirewallRule, Snat, add_rule, delete_rule, from_record, rebuild, table_ref,
 )
+from .nft_text import ruleset_view
 from .sysctl import PROC_NET, read_flag
 
 log = logging.getLogger("osd.net.firewall")
@@ -53,6 +59,8 @@ class NetfilterService:
         self._nft: Nft | None = None
         self._unavailable = ""
         self._reconciled = "not run"
+        self._version = 0  # bumped whenever self._entries changes
+        self._listed: tuple[tuple[int, int], dict[str, Any]] | None = None  # (generation, version), answer
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
@@ -101,8 +109,19 @@ class NetfilterService:
     @implements(net.FIREWALL)
     async def firewall(self) -> dict[str, Any]:
         """The whole ruleset (every table, chain and rule), the daemon's marked ``managed``."""
-        listing = await self._require().run([{"list": {"ruleset": None}}], "list ruleset")
-        return ruleset_view(listing, frozenset(self._entries))
+        nft = self._require()
+        key = (await nft.generation(), self._version)
+        if self._listed is not None and self._listed[0] == key:
+            return self._listed[1]
+        text = await nft.text("list ruleset", "list ruleset")
+        try:
+            view, live = ruleset_view(text, frozenset(self._entries))
+        except ValueError as exc:
+            raise KernelError(errno.EPROTO, "list ruleset", str(exc)) from exc
+        # Listed after reading the generation: if the ruleset changed in between, the
+        # generation differs next time and the ruleset is listed again.
+        self._listed = None if live else (key, view)
+        return view
 
     @implements(net.NAT_STATUS)
     async def nat_status(self) -> dict[str, Any]:
@@ -227,17 +246,22 @@ class NetfilterService:
             await self._rebuild()
 
     async def _find(self, cls: type[Entry], id: str) -> list[tuple[str, int]]:
-        """(chain, handle) of every rule in our table tagged ``id``; lists only cls's chains."""
-        listing: Listing = []
+        """(chain, handle) of every rule in our table tagged ``id``; lists only cls's chains,
+        as text (cheaper than JSON, and only comments and handles are needed)."""
+        found: list[tuple[str, int]] = []
         for chain in cls.chains:
             try:
-                listing += await self._require().run(
-                    [{"list": {"chain": {"family": FAMILY, "table": TABLE, "name": chain}}}], f"list chain {chain}")
+                text = await self._require().text(f"list chain {FAMILY} {TABLE} {chain}", f"list chain {chain}")
             except KernelError as exc:
                 if not exc.data or exc.data["errno"] != errno.ENOENT:
                     raise
-        return [(obj["rule"]["chain"], obj["rule"]["handle"]) for obj in listing
-                if "rule" in obj and obj["rule"].get("comment") == id]
+                continue
+            try:
+                rules = ruleset_view(text, frozenset())[0]["rules"]
+            except ValueError as exc:
+                raise KernelError(errno.EPROTO, f"list chain {chain}", str(exc)) from exc
+            found += [(rule["chain"], rule["handle"]) for rule in rules if rule["comment"] == id]
+        return found
 
     async def _add(self, entry: Entry) -> dict[str, Any]:
         async with self._lock:
@@ -252,6 +276,7 @@ class NetfilterService:
                 await self._apply(entry)
                 return {"id": entry.id, "changed": True}
             self._entries[entry.id] = entry
+            self._version += 1
             try:
                 self._save()
             except BaseException:
@@ -285,6 +310,7 @@ class NetfilterService:
                         await nft.run([delete_rule(c, h) for c, h in found], f"delete {cls.kind} {id}")
             if entry is not None:
                 del self._entries[id]
+                self._version += 1
                 try:
                     self._save()
                 except BaseException:

@@ -1,7 +1,7 @@
-"""Reading nftables listings: the net.firewall view of a ruleset, and drift against the model.
+"""The daemon's table as listed in JSON, compared with the model: drift, and what is present.
 
-Both are pure functions of a libnftables JSON listing (the ``nftables`` array), so they
-are unit-tested without a kernel.
+Pure functions of a libnftables JSON listing (the ``nftables`` array), unit-tested
+without a kernel. JSON because expressions are compared exactly.
 """
 
 from __future__ import annotations
@@ -9,43 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .nft_model import BASE_RULES, CHAINS, FAMILY, TABLE, Entry, canonical, chain_spec, expected_rules
+from .nft_model import CHAINS, FAMILY, TABLE, Entry, canonical, chain_spec, expected_rules
 
 Listing = list[dict[str, Any]]
 _HOOKED = ("type", "hook", "prio", "policy")
-
-
-def _ours(obj: dict[str, Any]) -> bool:
-    return obj.get("family") == FAMILY and obj.get("table", obj.get("name")) == TABLE
-
-
-def ruleset_view(listing: Listing, managed_ids: set[str] | frozenset[str]) -> dict[str, list[dict[str, Any]]]:
-    """Tables, chains and rules of a ``list ruleset``, each marked ``managed`` when it is the
-    daemon's (its table, its chains, its base rules and the rules of recorded entries)."""
-    tables: list[dict[str, Any]] = []
-    chains: list[dict[str, Any]] = []
-    rules: list[dict[str, Any]] = []
-    for obj in listing:
-        if "rule" in obj:
-            rule = obj["rule"]
-            comment = rule.get("comment")
-            own = rule["table"] == TABLE and rule["family"] == FAMILY
-            rules.append({
-                "family": rule["family"], "table": rule["table"], "chain": rule["chain"],
-                "handle": rule["handle"], "expr": rule["expr"], "comment": comment,
-                "id": comment if own and comment in managed_ids else None,
-                "managed": own and (comment in managed_ids or comment in BASE_RULES),
-            })
-        elif "chain" in obj:
-            chain = obj["chain"]
-            view = {key: chain[key] for key in ("family", "table", "name", "handle", *_HOOKED) if key in chain}
-            view["managed"] = _ours(chain) and chain["name"] in CHAINS
-            chains.append(view)
-        elif "table" in obj:
-            table = obj["table"]
-            tables.append({"family": table["family"], "name": table["name"], "handle": table["handle"],
-                           "managed": _ours(table)})
-    return {"tables": tables, "chains": chains, "rules": rules}
 
 
 def present(listing: Listing | None) -> set[tuple[str, str]]:
