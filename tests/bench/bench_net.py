@@ -1,6 +1,7 @@
 """net.* through the daemon against the system tool that shows the same thing, same namespace, same run.
 
     python tests/bench/bench_net.py [--sections interfaces,...] [--runs 21] [--sizes 10,100,1000,2000]
+                                    [--rules 1000] [--adds 100]
 
 Run as root. Each section is a function registered with @section(NAME): it builds what it
 needs in namespaces it creates (NetLab, torn down after), runs the real daemon inside one
@@ -15,6 +16,16 @@ Sections:
               2001:db8::/32 (the IPv4 documentation ranges are too small), built with one
               `ip -batch`. The daemon's time is a whole call: request, work, JSON, reply
               read in full. `ip` is a subprocess (`ip -n NS`), as a shell user pays it.
+  firewall    net.firewall.add_rule: --rules input rules added through the API, then
+              --adds more, timed (whole call: HTTP, validation, the record written with
+              its two fsyncs, one nft transaction), against the same number of single
+              `nft add rule` commands on the same table afterwards. net.firewall on the
+              resulting --rules + --adds rules against `nft -j list ruleset`, both read in
+              full, not decoded: on an unchanged ruleset (the daemon answers from its
+              listing of the same generation) and right after a change (a new empty table
+              added with nft, outside the timing), which makes the daemon list again.
+              nft runs in the namespace through `nsenter --net`, whose own cost is shown.
+              Also net.firewall.remove_rule on the full table.
 """
 
 from __future__ import annotations
@@ -142,11 +153,72 @@ def interfaces(args: argparse.Namespace) -> None:
           ["links", "addresses", "ip", "osd", "osd/ip", "osd first"], rows)
 
 
+@section("firewall")
+def firewall(args: argparse.Namespace) -> None:
+    with NetLab() as lab:
+        ns = lab.netns("bench")
+        nsenter = ["nsenter", f"--net=/run/netns/{ns.name}"]
+
+        def nft(*argv: str) -> None:
+            subprocess.run([*nsenter, "nft", *argv], stdout=subprocess.DEVNULL, check=True)
+
+        with daemon_in(ns) as daemon:
+            caller = Caller(daemon.socket)
+            try:
+                ports = iter(range(1, 65536))
+
+                def add() -> None:
+                    caller.result("net.firewall.add_rule", {"port": next(ports), "proto": "tcp"})
+
+                for _ in range(args.rules):
+                    add()
+                add_ms = timed(args.adds - 1, add)  # its warm-up run is one of the adds
+                total = args.rules + args.adds
+                rules = caller.result("net.firewall")["rules"]
+                assert len(rules) == total, (len(rules), total)
+
+                tables = iter(range(1 << 30))
+
+                def changed_then_listed() -> float:
+                    nft("add", "table", "inet", f"bench{next(tables)}")
+                    start = time.perf_counter()
+                    caller.call("net.firewall")
+                    return time.perf_counter() - start
+
+                nft_ms = timed(args.runs, lambda: nft("-j", "list", "ruleset"))
+                warm_ms = timed(args.runs, lambda: caller.call("net.firewall"))
+                cold_ms = median_ms([changed_then_listed() for _ in range(args.runs)])
+                enter_ms = timed(args.runs, lambda: subprocess.run([*nsenter, "true"], check=True))
+                ids = [caller.result("net.firewall.add_rule", {"port": port, "proto": "udp"})["id"]
+                       for port in range(1, 21)]
+                remove_ms = median_ms([_timed_once(lambda i=i: caller.result("net.firewall.remove_rule", {"id": i}))
+                                       for i in ids])
+                cli_ports = iter(range(1, 65536))
+                cli_ms = timed(args.adds - 1, lambda: nft("add", "rule", "inet", "osd", "input", "udp", "dport",
+                                                          str(next(cli_ports)), "accept"))
+            finally:
+                caller.close()
+    table(f"net.firewall.add_rule on a {args.rules}-rule table: median of {args.adds} adds, ms",
+          ["osd add", "nft add", "osd/nft", "osd remove"], [[add_ms, cli_ms, add_ms / cli_ms, remove_ms]])
+    table(f"net.firewall vs nft -j list ruleset, {total} rules: median of {args.runs} runs, ms "
+          f"(nsenter alone {enter_ms:.2f} ms, included in nft)",
+          ["nft -j", "osd same gen", "osd changed", "same/nft", "changed/nft"],
+          [[nft_ms, warm_ms, cold_ms, warm_ms / nft_ms, cold_ms / nft_ms]])
+
+
+def _timed_once(action: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--sizes", default="10,100,1000,2000", type=lambda s: [int(n) for n in s.split(",")])
+    parser.add_argument("--rules", type=int, default=1000, help="firewall: rules in the table before timing adds")
+    parser.add_argument("--adds", type=int, default=100, help="firewall: adds timed (the table grows by as many)")
     args = parser.parse_args()
     for name in args.sections.split(","):
         if name not in SECTIONS:
