@@ -104,7 +104,8 @@ class Nft:
         return await loop.run_in_executor(self._executor, self._run, commands, op)
 
     async def text(self, command: str, op: str) -> str:
-        """A listing command's text output, with handles and numeric priorities; raises KernelError."""
+        """A listing command's text output, with handles and numeric priorities, without the
+        elements of named sets (terse: a blocklist set can hold 100k of them); raises KernelError."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._text, command, op)
 
@@ -113,6 +114,7 @@ class Nft:
             self._text_ctx = nftables.Nftables()
             self._text_ctx.set_handle_output(True)
             self._text_ctx.set_numeric_prio_output(True)
+            self._text_ctx.set_terse_output(True)
         rc, output, error = self._text_ctx.cmd(command)
         if rc != 0:
             raise KernelError(errno_of(error), op, error.strip())

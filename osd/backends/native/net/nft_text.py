@@ -1,7 +1,9 @@
 """net.firewall's view of the whole ruleset, read from libnftables' text listing.
 
-Why text: ``list ruleset`` as text with handles costs about 60% of the same listing as
-JSON (plus its decoding), and the answer is what people read (``tcp dport 22 accept``).
+Why text: the answer is what people read (``tcp dport 22 accept``), about half the size
+of the same rules as JSON statements (1100 rules with a source match: 206 against 438 kB),
+and a little cheaper to produce (88 ms of CPU against 92-108 ms for JSON, 1100 rules on
+the loaded development VM; most of either is libnftables fetching and decoding the rules).
 The daemon's own table is still read as JSON wherever expressions are compared (drift).
 
 The listing has a fixed shape: ``table FAMILY NAME { # handle N`` at depth 0, blocks
@@ -20,17 +22,30 @@ from .nft_model import BASE_RULES, CHAINS, FAMILY, TABLE
 
 _TABLE = re.compile(r'^table (\S+) (\S+) \{(?: # handle (\d+))?$')  # no handle in `list chain`
 _BLOCK = re.compile(r'^(\S+) (\S+) \{ # handle (\d+)$')
-_RULE = re.compile(r'^(.*?)(?: comment "([^"]*)")? # handle (\d+)$')
 _HOOK = re.compile(r'type (\S+) hook (\S+)(?: device "?([^";]*)"?)? priority (-?\d+);(?: policy (\S+);)?')
 _QUOTED = re.compile(r'"[^"]*"')
-# Statements whose listed values change with traffic, without a new ruleset generation.
-_LIVE = re.compile(r'\b(?:counter packets|quota|last used)\b')
 
 View = dict[str, list[dict[str, Any]]]
 
 
 def _name(text: str) -> str:
     return text[1:-1] if len(text) > 1 and text[0] == text[-1] == '"' else text
+
+
+def _rule(line: str) -> tuple[str, str | None, int] | None:
+    """(expression, comment, handle) of a rule line, or None when it is not one.
+
+    String operations rather than one regular expression: a pattern that has to find an
+    optional comment before the handle backtracks over every character of long rules.
+    """
+    head, sep, handle = line.rpartition(" # handle ")
+    if not sep or not handle.isdigit():
+        return None
+    if head.endswith('"'):
+        start = head.rfind(' comment "')
+        if start >= 0 and '"' not in head[start + 10:-1]:
+            return head[:start], head[start + 10:-1], int(handle)
+    return head, None, int(handle)
 
 
 def _depth_change(line: str) -> int:
@@ -62,12 +77,13 @@ def ruleset_view(text: str, managed_ids: set[str] | frozenset[str]) -> tuple[Vie
         if chain is not None:
             if line == "}":
                 chain = None
-            elif (rule := _RULE.match(line)) is not None:
-                expr, comment, handle = rule.groups()
+            elif (rule := _rule(line)) is not None:
+                expr, comment, handle = rule
                 ours = chain["managed"]
-                live = live or bool(_LIVE.search(expr))
+                # values that traffic changes without a new ruleset generation
+                live = live or "counter packets" in expr or "quota " in expr or "last used" in expr
                 rules.append({"family": chain["family"], "table": chain["table"], "chain": chain["name"],
-                              "handle": int(handle), "expr": expr, "comment": comment,
+                              "handle": handle, "expr": expr, "comment": comment,
                               "id": comment if ours and comment in managed_ids else None,
                               "managed": ours and (comment in managed_ids or comment in BASE_RULES)})
             elif (hook := _HOOK.search(line)) is not None:
