@@ -23,7 +23,8 @@ Sections:
               resulting --rules + --adds rules against `nft -j list ruleset`, both read in
               full, not decoded: on an unchanged ruleset (the daemon answers from its
               listing of the same generation) and right after a change (a new empty table
-              added with nft, outside the timing), which makes the daemon list again.
+              added with nft, outside the timing), which makes the daemon list again;
+              the three are interleaved run by run, so load from elsewhere hits all alike.
               nft runs in the namespace through `nsenter --net`, whose own cost is shown.
               Also net.firewall.remove_rule on the full table.
 """
@@ -177,18 +178,16 @@ def firewall(args: argparse.Namespace) -> None:
                 rules = caller.result("net.firewall")["rules"]
                 assert len(rules) == total, (len(rules), total)
 
-                tables = iter(range(1 << 30))
-
-                def changed_then_listed() -> float:
-                    nft("add", "table", "inet", f"bench{next(tables)}")
-                    start = time.perf_counter()
-                    caller.call("net.firewall")
-                    return time.perf_counter() - start
-
-                nft_ms = timed(args.runs, lambda: nft("-j", "list", "ruleset"))
-                warm_ms = timed(args.runs, lambda: caller.call("net.firewall"))
-                cold_ms = median_ms([changed_then_listed() for _ in range(args.runs)])
-                enter_ms = timed(args.runs, lambda: subprocess.run([*nsenter, "true"], check=True))
+                # Interleaved, so that load from other work on the machine hits all alike.
+                samples: dict[str, list[float]] = {"nft": [], "same": [], "changed": [], "nsenter": []}
+                nft("-j", "list", "ruleset"), caller.call("net.firewall")  # warm-up
+                for run in range(args.runs):
+                    samples["nft"].append(_timed_once(lambda: nft("-j", "list", "ruleset")))
+                    samples["same"].append(_timed_once(lambda: caller.call("net.firewall")))
+                    nft("add", "table", "inet", f"bench{run}")  # a new generation: the daemon lists again
+                    samples["changed"].append(_timed_once(lambda: caller.call("net.firewall")))
+                    samples["nsenter"].append(_timed_once(lambda: subprocess.run([*nsenter, "true"], check=True)))
+                nft_ms, warm_ms, cold_ms, enter_ms = (median_ms(samples[k]) for k in samples)
                 ids = [caller.result("net.firewall.add_rule", {"port": port, "proto": "udp"})["id"]
                        for port in range(1, 21)]
                 remove_ms = median_ms([_timed_once(lambda i=i: caller.result("net.firewall.remove_rule", {"id": i}))
