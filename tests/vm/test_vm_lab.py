@@ -1,0 +1,64 @@
+"""VM tier: boot the throwaway Debian guest and prove what the host kernel cannot.
+
+One boot runs the smoke payload with stand-in osd units (tests/vm/standin); the xtest run
+with the project's own units joins once systemd/osd.service and the stock-distro-vm profile
+exist. Timings are printed (pytest -s) so the CI log shows where the minutes go.
+"""
+import json
+import os
+import shutil
+
+import pytest
+
+import vmlab
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the VM lab needs root (image build, netns, tap)"),
+    pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not shutil.which("debootstrap"),
+                       reason="qemu or debootstrap missing: apt-get install $(cat deps/apt-vm.txt)"),
+]
+
+UNITS = vmlab.REPO / "systemd" / "osd.service"
+PROFILE = vmlab.REPO / "osd" / "xtest" / "profiles" / "stock-distro-vm.toml"
+
+
+@pytest.fixture(scope="module")
+def smoke() -> vmlab.RunResult:
+    res = vmlab.run(["python3", "tests/vm/payloads/smoke.py"], units="tests/vm/standin",
+                    nic=True, timeout=420)
+    print(f"\nvmlab smoke timings: {res.timings}")
+    return res
+
+
+def test_smoke_payload_passed(smoke):
+    assert smoke.returncode == 0, f"{smoke.stdout}\n{smoke.stderr}\n{smoke.journal or ''}"
+
+
+@pytest.mark.parametrize("fact", ["systemd_pid1", "udevd_running", "mdstat", "three_virtio_disks",
+                                  "vlan", "vfat_mount", "python_deps", "osd_socket_health", "nic"])
+def test_guest_fact(smoke, fact):
+    facts = json.loads(smoke.files["facts.json"])  # came back over the 9p share
+    assert facts[fact]["ok"], facts[fact]["detail"]
+
+
+def test_units_run_under_systemd(smoke):
+    units = smoke.units
+    assert units and units["start"]["rc"] == 0, units
+    assert units["osd.service"]["ActiveState"] == "active", units  # Type=notify: READY=1 seen
+    assert units["socket_stat"] == {"path": "/run/osd/osd.sock", "stat": "660 root osd socket"}
+    assert units["state_dirs"] == {"osd": "755 root root"}
+
+
+@pytest.mark.skipif(not (UNITS.exists() and PROFILE.exists()),
+                    reason="waiting for systemd/osd.service and the stock-distro-vm xtest profile")
+def test_xtest_stock_distro_vm():
+    report = f"{vmlab.GUEST_OUT}/xtest-report.json"
+    res = vmlab.run(["osd", "xtest", "--profile", "stock-distro-vm", "--socket",
+                     "/run/osd/osd.sock", "--report", report], units="systemd", timeout=900)
+    print(f"\nvmlab xtest timings: {res.timings}")
+    assert res.units and res.units["start"]["rc"] == 0, res.units
+    assert res.units["socket_stat"]["stat"] == "660 root osd socket", res.units
+    assert res.returncode == 0, f"{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
+    assert "xtest-report.json" in res.files
