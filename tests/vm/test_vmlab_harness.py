@@ -1,6 +1,8 @@
 """The VM lab harness's own bookkeeping, without booting anything (fast, no root)."""
 import shutil
 import subprocess
+import threading
+import time
 
 import vmlab
 import vmlab_image
@@ -59,3 +61,26 @@ def test_a_reused_pid_is_not_killed(tmp_path, monkeypatch):
     assert proc.poll() is None
     proc.kill()
     proc.wait()
+
+
+def test_concurrent_builders_build_once_and_stale_temps_go(tmp_path, monkeypatch):
+    monkeypatch.setattr(vmlab_image, "CACHE", tmp_path)
+    monkeypatch.setattr(vmlab_image, "recipe_hash", lambda: "k")
+    stale = tmp_path / ".tmp-k-left-by-a-killed-builder"
+    stale.mkdir()
+    builds = []
+
+    def fake_build_into(tmp, key, log):
+        builds.append(key)
+        assert not stale.exists()  # removed under the lock before building
+        time.sleep(0.3)  # the other builder waits on the lock meanwhile
+        (tmp / "manifest.json").write_text('{"tool": "osd-vmlab", "recipe": "k"}')
+    monkeypatch.setattr(vmlab_image, "_build_into", fake_build_into)
+    threads = [threading.Thread(target=vmlab_image.build_image, kwargs={"log": lambda m: None})
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert builds == ["k"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["k"]

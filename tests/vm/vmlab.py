@@ -43,7 +43,10 @@ GUEST = Path(__file__).with_name("vmlab_guest.py")
 GUEST_SRC = "/opt/osd/src"
 GUEST_OUT = "/run/vmlab/out"  # $VMLAB_OUT in the guest; comes back as RunResult.files
 BOOT_ALLOWANCE = 120  # s the host grants beyond the payload timeout for boot and power-off
-CMDLINE = "console=ttyS0 root=/dev/vda rw panic=1 vmlab"
+# quiet: less serial output to emulate; the blacklist drops drivers for emulated pc devices
+# the lab never uses (loading them under TCG costs about 2 s of boot).
+CMDLINE = ("console=ttyS0 root=/dev/vda rw panic=1 vmlab quiet "
+           "module_blacklist=floppy,ata_piix,kvm_amd,kvm_intel,pcspkr,psmouse")
 
 
 class VmError(RuntimeError):
@@ -165,14 +168,16 @@ def run(payload: list[str], *, disks: int = 3, disk_size: int = 1 << 30, timeout
     no result, ImageError when the image cannot be built, Interrupted on SIGTERM. Everything
     the run created is gone when it returns or raises.
     """
+    gc()  # first undo what runs killed outright left behind (only theirs: owner is dead)
     with _sigterm_raises(), contextlib.ExitStack() as stack:
         if img is None:
             img = stack.enter_context(image())
         run_id = f"{time.strftime('%H%M%S')}-{secrets.token_hex(4)}"
         ledger = Ledger(run_id)
         stack.callback(ledger.undo)
-        ledger.note(run_dir=tempfile.mkdtemp(prefix=f"osd-vmlab-{run_id}-"))
-        run_dir = Path(ledger.items["run_dir"])
+        run_dir = Path(tempfile.gettempdir()) / f"osd-vmlab-{run_id}"
+        ledger.note(run_dir=str(run_dir))
+        run_dir.mkdir(mode=0o700)  # fails rather than adopt a directory that exists
         share = run_dir / "job"
         share.mkdir()
         shutil.copy(GUEST, share / "guest.py")
@@ -296,6 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("gc", help="undo what killed runs left behind")
     args = ap.parse_args(argv)
     try:
+        return _main(args)
+    except (VmError, ImageError) as exc:
+        print(f"vmlab: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (Interrupted); teardown has run
+        print(f"vmlab: interrupted {exc}; cleaned up", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    with _sigterm_raises():
         if args.cmd == "build":
             t0 = time.monotonic()
             img = build_image(rebuild=args.rebuild)
@@ -307,9 +323,6 @@ def main(argv: list[str] | None = None) -> int:
         res = run(["bash", "-l"] if args.cmd == "shell" else args.payload, disks=args.disks,
                   disk_size=args.disk_size, timeout=args.timeout, nic=args.nic,
                   units=args.units or None, out_dir=args.out, interactive=args.cmd == "shell")
-    except (VmError, ImageError) as exc:
-        print(f"vmlab: {exc}", file=sys.stderr)
-        return 3
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
     if res.units:

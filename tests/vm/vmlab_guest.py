@@ -116,8 +116,10 @@ def main(share: Path) -> None:
     try:
         job = json.loads((share / "job.json").read_text())
         (share / "out").mkdir(exist_ok=True)
+        t = uptime()
         if job.get("project"):
             install_project()
+            result["project_s"] = round(uptime() - t, 2)
         t = uptime()
         sh("udevadm", "settle", "--timeout=60")
         result["settle_s"] = round(uptime() - t, 2)

@@ -170,32 +170,38 @@ def build_image(rebuild: bool = False, log=print) -> Image:
 
 
 def _build(key: str, final: Path, log) -> None:
+    """Build into a fresh temporary directory and rename it to `final` (caller holds the
+    recipe's lock exclusively)."""
     for stale in CACHE.glob(f".tmp-{key}-*"):  # left by a builder that was killed
         _rmtree(stale)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=CACHE))
-    steps: dict[str, float] = {}
     try:
-        root = tmp / "rootfs"
-        pkgs = sorted({p for name in APT_LISTS for p in read_list(REPO / name)})
-        step = _stepper(steps, log, tmp / "build.log")
-        step("debootstrap", ["unshare", "--fork", "--kill-child", "--pid", "--mount",
-                             "--propagation", "private", "debootstrap", "--variant=minbase", "--include=" + ",".join(pkgs),
-                             SUITE, str(root), debian_mirror()])
-        kver = _install_kernel(tmp, root, step)
-        _make_initrd(tmp, root, kver, step)
-        freeze = _install_venv(tmp, root, step)
-        _configure(root)
-        _make_rootfs_image(tmp, root, step)
-        _rmtree(root)
-        manifest = {"tool": MARKER, "recipe": key, "built": time.strftime("%FT%T%z"),
-                    "kernel": kver, "packages": pkgs, "pip": freeze, "seconds": steps}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        _build_into(tmp, key, log)
         os.chmod(tmp, 0o755)
         os.rename(tmp, final)  # atomic: the image appears complete or not at all
-        log(f"vmlab: image {key} built in {sum(steps.values()):.0f} s: {final}")
     except BaseException:
         _rmtree(tmp)
         raise
+
+
+def _build_into(tmp: Path, key: str, log) -> None:
+    steps: dict[str, float] = {}
+    root = tmp / "rootfs"
+    pkgs = sorted({p for name in APT_LISTS for p in read_list(REPO / name)})
+    step = _stepper(steps, log, tmp / "build.log")
+    step("debootstrap", ["unshare", "--fork", "--kill-child", "--pid", "--mount",
+                         "--propagation", "private", "debootstrap", "--variant=minbase",
+                         "--include=" + ",".join(pkgs), SUITE, str(root), debian_mirror()])
+    kver = _install_kernel(tmp, root, step)
+    _make_initrd(tmp, root, kver, step)
+    freeze = _install_venv(tmp, root, step)
+    _configure(root)
+    _make_rootfs_image(tmp, root, step)
+    _rmtree(root)
+    manifest = {"tool": MARKER, "recipe": key, "built": time.strftime("%FT%T%z"),
+                "kernel": kver, "packages": pkgs, "pip": freeze, "seconds": steps}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    log(f"vmlab: image {key} built in {sum(steps.values()):.0f} s")
 
 
 def _stepper(steps: dict[str, float], log, logfile: Path):
