@@ -238,7 +238,7 @@ def _with_nic(ledger: Ledger, run_id: str, argv: list[str]) -> list[str]:
     mac = "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
     return ["ip", "netns", "exec", netns, *argv,
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile="]  # no PXE ROM needed
 
 
 def _reap(proc: subprocess.Popen) -> None:

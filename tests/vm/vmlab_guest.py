@@ -49,10 +49,11 @@ def install_project() -> None:
         "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items()))
     for name, target in scripts.items():
         module, func = target.split(":")
-        wrapper = Path("/usr/local/bin") / name
-        wrapper.write_text(f"#!{VENV}/bin/python3\nimport sys\nfrom {module} import {func}\n"
-                           f"sys.exit({func}())\n")
-        wrapper.chmod(0o755)
+        # Both where pip would put it (the venv) and on every PATH (units may use either).
+        for wrapper in (VENV / "bin" / name, Path("/usr/local/bin") / name):
+            wrapper.write_text(f"#!{VENV}/bin/python3\nimport sys\n"
+                               f"from {module} import {func}\nsys.exit({func}())\n")
+            wrapper.chmod(0o755)
 
 
 def start_units(unit_dir: Path) -> dict:
