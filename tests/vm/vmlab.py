@@ -12,6 +12,12 @@ share for results. The guest (vmlab_guest.py) starts the project's systemd units
 payload under systemd and powers off. There is never qemu user networking: with nic=True the
 guest's NIC is a tap inside a network namespace this run creates.
 
+The payload runs as root under systemd (in vmlab.service, after udev settled and the units
+started) with cwd = /opt/osd/src, PATH starting with the venv (/opt/osd/venv/bin: python3
+has the project's dependencies; `osd` is on PATH), and VMLAB_OUT = GUEST_OUT: whatever it
+writes there comes back as RunResult.files. Scratch disks are
+/dev/disk/by-id/virtio-vmlab-disk1..N; the guest has no network beyond the optional NIC.
+
 Everything a run creates (run directory, namespace and its tap, qemu process) is recorded in
 a ledger file in LEDGERS as it is created and undone from it by identity at the end, on
 error, SIGINT or SIGTERM; `gc` undoes the ledgers of runs that were killed outright (qemu

@@ -1,9 +1,10 @@
 """Build and cache the VM lab's Debian guest image: kernel, initramfs and an ext4 root.
 
 The image is cached under CACHE/<recipe hash>/ (outside any work tree). The recipe is this
-file, the apt lists it installs and the [project].dependencies of pyproject.toml; changing any
-of them gives a new hash and so a new image. The project's own code is NOT in the image: the
-lab shares the checkout into the guest on every run (see vmlab.py).
+file, the guest files in image/ beside it, the apt lists it installs and the
+[project].dependencies of pyproject.toml; changing any of them gives a new hash and so a new
+image. The project's own code is NOT in the image: the lab shares the checkout into the
+guest on every run (see vmlab.py).
 
 Locking: CACHE/<hash>.lock is held exclusively while that image is built and shared by every
 run that boots it, so a builder never sees a half-built image (it is built in a temporary
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+FILES = Path(__file__).resolve().with_name("image")  # init, vmlab-boot, vmlab.service
 CACHE = Path(os.environ.get("VMLAB_CACHE", "/var/cache/osd-vmlab"))
 KEEP = 3  # newest images kept; older ones of ours are pruned when not in use
 SUITE = "bookworm"
@@ -39,46 +41,6 @@ MODULE_PRUNE = ("sound", "drivers/gpu", "drivers/media", "drivers/net/wireless",
                 "drivers/net/ethernet", "drivers/infiniband", "drivers/iio", "drivers/usb",
                 "drivers/staging", "drivers/comedi", "drivers/hwmon", "net/wireless",
                 "net/mac80211", "net/bluetooth", "drivers/bluetooth")
-# Baked into the image: mount the per-run job share and run the runner it carries.
-BOOT_HOOK = """#!/bin/sh
-# vmlab-boot: mount the lab's job share and hand over to the runner it carries.
-modprobe -q 9pnet_virtio; modprobe -q 9p
-mkdir -p /run/vmlab
-if mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 vmlabjob /run/vmlab \\
-        && [ -f /run/vmlab/guest.py ]; then
-    exec /usr/bin/python3 /run/vmlab/guest.py /run/vmlab
-fi
-echo "vmlab-boot: no job share; powering off" >/dev/console
-systemctl poweroff -ff
-"""
-BOOT_UNIT = """[Unit]
-Description=osd VM lab job runner
-ConditionKernelCommandLine=vmlab
-After=systemd-udev-trigger.service local-fs.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/vmlab-boot
-StandardOutput=journal+console
-StandardError=journal+console
-
-[Install]
-WantedBy=multi-user.target
-"""
-INIT = """#!/bin/busybox sh
-# Minimal initramfs: load the drivers for a virtio ext4 root, then hand over to systemd.
-/bin/busybox --install -s /bin
-mkdir -p /proc /dev /newroot
-mount -t devtmpfs devtmpfs /dev
-mount -t proc proc /proc
-for m in {modules}; do insmod /mods/$m.ko || echo "vmlab-initrd: insmod $m failed"; done
-i=0
-while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-mount -t ext4 -o rw /dev/vda /newroot || {{ echo "vmlab-initrd: no root"; poweroff -f; }}
-umount /proc
-mount --move /dev /newroot/dev
-exec switch_root /newroot /sbin/init
-"""
 
 
 class ImageError(RuntimeError):
@@ -122,6 +84,8 @@ def project_deps() -> list[str]:
 def recipe_hash() -> str:
     """sha256 over everything that decides the image's content (idempotent, no side effects)."""
     h = hashlib.sha256(Path(__file__).read_bytes())
+    for f in sorted(FILES.iterdir()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
     for name in APT_LISTS:
         h.update(name.encode() + b"\0" + (REPO / name).read_bytes())
     h.update(json.dumps(project_deps()).encode())
@@ -186,6 +150,7 @@ def _build(key: str, final: Path, log) -> None:
 
 def _build_into(tmp: Path, key: str, log) -> None:
     steps: dict[str, float] = {}
+    t0 = time.monotonic()
     root = tmp / "rootfs"
     pkgs = sorted({p for name in APT_LISTS for p in read_list(REPO / name)})
     step = _stepper(steps, log, tmp / "build.log")
@@ -198,10 +163,11 @@ def _build_into(tmp: Path, key: str, log) -> None:
     _configure(root)
     _make_rootfs_image(tmp, root, step)
     _rmtree(root)
+    steps["total"] = round(time.monotonic() - t0, 1)
     manifest = {"tool": MARKER, "recipe": key, "built": time.strftime("%FT%T%z"),
                 "kernel": kver, "packages": pkgs, "pip": freeze, "seconds": steps}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    log(f"vmlab: image {key} built in {sum(steps.values()):.0f} s")
+    log(f"vmlab: image {key} built in {steps['total']:.0f} s")
 
 
 def _stepper(steps: dict[str, float], log, logfile: Path):
@@ -289,7 +255,7 @@ def _make_initrd(tmp: Path, root: Path, kver: str, step) -> None:
     shutil.copy("/bin/busybox", ird / "bin/busybox")  # from busybox-static: no libraries
     for name in order:
         shutil.copy(moddir / deps[name][0], ird / "mods" / f"{name}.ko")
-    (ird / "init").write_text(INIT.format(modules=" ".join(order)))
+    (ird / "init").write_text((FILES / "init").read_text().replace("@MODULES@", " ".join(order)))
     os.chmod(ird / "init", 0o755)
     names = sorted(str(p.relative_to(ird)) for p in ird.rglob("*"))
     with open(tmp / "initrd.img", "wb") as out:
@@ -304,17 +270,20 @@ def _install_venv(tmp: Path, root: Path, step) -> list[str]:
     pip runs chrooted (it shares the host's network) with the host's CA bundle, since this
     host's TLS goes through a CA that the guest's ca-certificates does not know.
     """
-    shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "tmp/host-ca.crt")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8",
-           "PIP_CERT": "/tmp/host-ca.crt", "PIP_NO_CACHE_DIR": "1",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"}
+           "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "PIP_DEFAULT_TIMEOUT": "180"}
+    host_ca = Path(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"))
+    if host_ca.is_file():
+        shutil.copy(host_ca, root / "tmp/host-ca.crt")
+        env["PIP_CERT"] = "/tmp/host-ca.crt"
     chroot = ["unshare", "--fork", "--kill-child", "--pid", f"--mount-proc={root}/proc",
               "chroot", str(root)]
     step("venv", [*chroot, "python3", "-m", "venv", "--system-site-packages", VENV], env=env)
     step("pip", [*chroot, f"{VENV}/bin/pip", "install", "-q", *project_deps()], env=env)
     freeze = step("pip-freeze", [*chroot, f"{VENV}/bin/pip", "freeze", "--local"],
                   capture=True, env=env)
-    (root / "tmp/host-ca.crt").unlink()
+    (root / "tmp/host-ca.crt").unlink(missing_ok=True)
     return freeze.split()
 
 
@@ -333,7 +302,7 @@ def _configure(root: Path) -> None:
                  "e2scrub_reap.service"):
         (systemd / unit).unlink(missing_ok=True)
         (systemd / unit).symlink_to("/dev/null")
-    (systemd / "vmlab.service").write_text(BOOT_UNIT)
+    shutil.copy(FILES / "vmlab.service", systemd / "vmlab.service")
     # A throwaway guest needs no journal on disk; flushing it costs a second at boot.
     (etc / "systemd/journald.conf.d").mkdir(exist_ok=True)
     (etc / "systemd/journald.conf.d/vmlab.conf").write_text("[Journal]\nStorage=volatile\n")
@@ -341,7 +310,7 @@ def _configure(root: Path) -> None:
     wants.mkdir(exist_ok=True)
     (wants / "vmlab.service").symlink_to("/etc/systemd/system/vmlab.service")
     hook = root / "usr/local/sbin/vmlab-boot"
-    hook.write_text(BOOT_HOOK)
+    shutil.copy(FILES / "vmlab-boot", hook)
     hook.chmod(0o755)
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for p in (root / junk).glob("*"):
@@ -360,8 +329,12 @@ def _make_rootfs_image(tmp: Path, root: Path, step) -> None:
 
 
 def _prune(current: str, log) -> None:
-    """Remove our images beyond the KEEP newest, skipping any that a run holds locked."""
+    """Remove our images beyond the KEEP newest, and lock files of recipes never built,
+    skipping any that a run or a builder holds locked."""
     ours = []
+    for lock in CACHE.glob("*.lock"):
+        if not (CACHE / lock.stem).exists() and lock.stem != current:
+            _remove_if_unlocked(lock, None, log)
     for d in CACHE.iterdir():
         try:
             manifest = json.loads((d / "manifest.json").read_text())
@@ -372,17 +345,21 @@ def _prune(current: str, log) -> None:
     for _, d in sorted(ours, reverse=True)[KEEP:]:
         if d.name == current:
             continue
-        lock = CACHE / f"{d.name}.lock"
-        try:
-            fd = _lock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # in use by a run
-        try:
-            _rmtree(d)
-            lock.unlink(missing_ok=True)
-            log(f"vmlab: pruned old image {d.name}")
-        finally:
-            os.close(fd)
+        _remove_if_unlocked(CACHE / f"{d.name}.lock", d, log)
+
+
+def _remove_if_unlocked(lock: Path, image_dir: Path | None, log) -> None:
+    try:
+        fd = _lock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # in use by a run or a builder
+    try:
+        if image_dir is not None:
+            _rmtree(image_dir)
+            log(f"vmlab: pruned old image {image_dir.name}")
+        lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _rmtree(path: Path) -> None:
