@@ -32,7 +32,9 @@ CACHE = Path(os.environ.get("VMLAB_CACHE", "/var/cache/osd-vmlab"))
 KEEP = 3  # newest images kept; older ones of ours are pruned when not in use
 SUITE = "bookworm"
 VENV = "/opt/osd/venv"
-APT_LISTS = ("deps/apt-runtime.txt", "deps/apt-vm-guest.txt")
+# The daemon's runtime packages, the test tools (osd xtest runs in the guest: dnsmasq for its
+# DHCP scenario, conntrack, curl) and what the guest itself needs (systemd, udev, ...).
+APT_LISTS = ("deps/apt-runtime.txt", "deps/apt-test.txt", "deps/apt-vm-guest.txt")
 MARKER = "osd-vmlab"  # manifest "tool" value: proves a cache entry is ours
 # What the initramfs loads to mount a virtio ext4 root (ext4 asks the crypto API for crc32c).
 INITRD_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
