@@ -18,7 +18,7 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="the VM lab needs root (image build, netns, tap)"),
     pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not shutil.which("debootstrap"),
-                       reason="qemu or debootstrap missing: apt-get install $(cat deps/apt-vm.txt)"),
+                       reason="qemu or debootstrap missing: deps/apt-install deps/apt-vm.txt"),
 ]
 
 PROFILE = vmlab.REPO / "osd" / "xtest" / "profiles" / "stock-distro-vm.toml"

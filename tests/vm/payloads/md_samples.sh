@@ -16,8 +16,9 @@ snap() {  # snap NAME [MD]: capture mdstat, and the array's detail when MD is gi
         mdadm --detail --export "$2" >"$out/$1.export"
     fi
 }
-slow() { echo 1000 >/proc/sys/dev/raid/speed_limit_min; echo 1000 >/proc/sys/dev/raid/speed_limit_max; }
-fast() { echo 1000 >/proc/sys/dev/raid/speed_limit_min; echo 200000 >/proc/sys/dev/raid/speed_limit_max; }
+limit() { echo 1000 >/proc/sys/dev/raid/speed_limit_min; echo "$1" >/proc/sys/dev/raid/speed_limit_max; }
+slow() { limit 1000; }  # KB/s: a 64M resync then takes about a minute
+fast() { limit 200000; }
 settle() { fast; mdadm --wait "$1" || true; udevadm settle; }
 
 snap 00-no-arrays
