@@ -175,7 +175,16 @@ class Lab:
         backing = self.rundir / f"disk{index}.img"
         with open(backing, "xb") as f:
             f.truncate(size_mb << 20)
-        device = (await self._run("losetup", "--find", "--show", str(backing))).strip()
+        for attempt in range(5):
+            try:
+                device = (await self._run("losetup", "--find", "--show", str(backing))).strip()
+                break
+            except LabError:
+                # Another process may take the free device between losetup's lookup and its
+                # LOOP_CONFIGURE (EBUSY): a race on a shared machine, so look again.
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
         self._loops.append(Loop(device, backing, backing.stat().st_ino))
         self._save()
         return device
