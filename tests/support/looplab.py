@@ -9,6 +9,7 @@ its backing file is still this lab's file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -59,6 +60,10 @@ class LoopLab:
             f.truncate(size_mib * MIB)
         dev = run(["losetup", "-f", "--show", path]).stdout.strip()
         self.devices[dev] = path
+        if self.partitions(dev):
+            # Partitions added with partx outlive 'losetup -d' on this kernel (no partition
+            # scanning): a reused loop device still shows its last user's. It is ours now.
+            run(["partx", "-d", dev])
         return dev
 
     def mountpoint(self, name: str) -> str:
@@ -95,6 +100,12 @@ class LoopLab:
     def detach(self, dev: str) -> None:
         """Detach one of this lab's devices (its partitions and btrfs registration first)."""
         if self._ours(dev):
+            for node in [dev, *self._safe_partitions(dev)]:
+                # btrfs-progs keeps a scrub status file per filesystem; drop those of ours
+                uuid = blkid(node).get("UUID")
+                if uuid:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"/var/lib/btrfs/scrub.status.{uuid}")
             run(["partx", "-d", dev], check=False)
             run(["btrfs", "device", "scan", "--forget", dev], check=False)
             run(["losetup", "-d", dev], check=False)

@@ -133,10 +133,12 @@ def test_node_path_btrfs(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) ->
         f.write(str(2 * MIB))
     started = daemon.call("vol.scrub_start", {"path": mnt})
     assert started["changed"] and started["running"]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while "Status:           running" not in run(["btrfs", "scrub", "status", mnt]).stdout:
+        assert time.monotonic() < deadline, "the scrub never showed as running"
+        time.sleep(0.05)
     status = daemon.call("vol.scrub_status", {"path": mnt})
     assert status["running"] and status["status"] == "running" and status["job"]["outcome"] == "running"
-    assert "Status:           running" in run(["btrfs", "scrub", "status", mnt]).stdout
     assert daemon.call("vol.scrub_start", {"path": mnt}) == {"changed": False, "path": mnt, "running": True}
     with open(speed, "w") as f:
         f.write("0")  # no limit: let it finish

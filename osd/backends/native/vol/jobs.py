@@ -31,6 +31,7 @@ class Job:
     finished_at: float | None = None
     outcome: str = "running"      # running, finished, failed, cancelled
     message: str = ""
+    output: str = ""              # the tool's stdout once it finished
 
     @property
     def running(self) -> bool:
@@ -58,7 +59,7 @@ class Jobs:
     async def _run(self, job: Job) -> None:
         try:
             result = await tools.run(job.argv, deadline_s=JOB_DEADLINE_S)
-            job.outcome = "finished"
+            job.outcome, job.output = "finished", result.stdout
             text = result.stdout.strip() or result.stderr.strip()
             job.message = text.splitlines()[-1] if text else ""
         except OsdError as exc:

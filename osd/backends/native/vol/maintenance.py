@@ -54,7 +54,8 @@ class MaintenanceService:
         job = self.jobs.get("scrub", self._key(where))
         if (job and job.running) or (await self._scrub(where))["status"] == "running":
             return {"changed": False, "path": where.target, "running": True}
-        self.jobs.start("scrub", self._key(where), ["btrfs", "scrub", "start", "-B", where.target])
+        # -R: the final figures in the job's own output, in the format of 'scrub status -R'
+        self.jobs.start("scrub", self._key(where), ["btrfs", "scrub", "start", "-B", "-R", where.target])
         return {"changed": True, "path": where.target, "running": True}
 
     @implements(vol.SCRUB_STATUS)
@@ -64,6 +65,10 @@ class MaintenanceService:
         where = BtrfsPath(path)
         status = await self._scrub(where)
         job = self.jobs.get("scrub", self._key(where))
+        if job and job.output and status["status"] == "never":
+            # btrfs-progs rewrites its status file in place; a read at the wrong moment finds it
+            # empty (seen right after a scrub ended), so the job's own final figures stand in
+            status = btrfs_text.parse_scrub_status(job.output)
         running = bool(job and job.running) or status["status"] == "running"
         if running:
             status["status"] = "running"
