@@ -1,6 +1,6 @@
 """Built-in methods served by the daemon itself in every mode."""
 
-from .types import BOOL, TEXT, method, obj
+from .types import BOOL, TEXT, method, nullable, obj
 
 DISCOVER = method(
     "rpc.discover", "read", "read",
@@ -13,7 +13,12 @@ HEALTH = method(
     result=obj(
         status={"type": "string", "enum": ["ok", "degraded"]},
         mode={"type": "string", "enum": ["native", "proxy"]},
-        namespaces={"type": "object", "additionalProperties": obj(status=TEXT, ok=BOOL, backend=TEXT)},
+        namespaces={"type": "object", "additionalProperties": obj(
+            status=TEXT, ok=BOOL, backend=TEXT,
+            # proxy mode: the upstream daemon serving the namespace and how the last exchange went
+            upstream=TEXT, socket=TEXT, reachable=BOOL, last_error=nullable(TEXT),
+            checked_s_ago={"type": "number"},
+        )},
     ),
 )
 
