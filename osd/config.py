@@ -97,7 +97,8 @@ class ProxyConfig:
     upstream_net: str = _field(os.path.expanduser(DEFAULT_UPSTREAM_NET), _path, "socket of the networking daemon")
     upstream_vol: str = _field(os.path.expanduser(DEFAULT_UPSTREAM_VOL), _path, "socket of the storage daemon")
     deadline_s: float = _field(30.0, _positive_number, "a forwarded call taking longer answers -32030")
-    connect_timeout_s: float = _field(1.0, _positive_number, "how long to wait for an upstream to accept")
+    connect_timeout_s: float = _field(1.0, _positive_number,
+                                      "how long to wait for an upstream to accept; also bounds rpc.health's probe")
 
 
 @dataclasses.dataclass(frozen=True)

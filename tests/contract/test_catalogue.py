@@ -82,3 +82,13 @@ def test_renamed_registry_serves_upstream_names() -> None:
     assert "mosnet.interfaces" in names and "storage.list_disks" in names and "rpc.discover" in names
     assert not any(n.startswith(("net.", "vol.")) for n in names)
     assert _validator().errors(json.loads(json.dumps(renamed.openrpc()))) == []
+
+
+def test_proxy_upstreams_match_the_catalogue_meta() -> None:
+    from osd import config
+    from osd.backends.proxy import UPSTREAM_NAMESPACES
+
+    meta = CATALOGUE["meta"]
+    assert UPSTREAM_NAMESPACES == {"net": meta["upstream_net"]["namespace"], "vol": meta["upstream_vol"]["namespace"]}
+    assert config.DEFAULT_UPSTREAM_NET == meta["upstream_net"]["socket"]
+    assert config.DEFAULT_UPSTREAM_VOL == meta["upstream_vol"]["socket"]
