@@ -1,0 +1,276 @@
+"""The proxy backend end to end: real processes, no mocks.
+
+Two native osd daemons stand in for the MOS upstreams, serving under the upstream names
+(``--rename net=mosnet`` inside a fresh network namespace, ``--rename vol=storage`` in the
+host namespace), and a third osd runs ``--backend proxy`` in front of them. Every answer
+through the proxy is compared with the same call made straight to the upstream, and
+kernel effects are checked with ``ip -n NS -j``, not through the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osd import methods
+from osd.client import Client
+from support.daemon import REAL_DAEMON, Daemon
+from support.netlab import NetLab, Netns, short_name
+
+pytestmark = pytest.mark.root
+
+TOKEN = "proxy-test-writer-token"
+DEADLINE_S = 1.0
+# Reads whose answers do not change from one call to the next, through the proxy or not.
+READS = [
+    ("net.verify", {}), ("net.health", {}), ("net.interfaces", {}), ("net.interfaces", {"name": "lo"}),
+    ("net.routes", {"family": "inet"}), ("net.bridge", {}), ("net.sysctl", {}), ("net.vlan", {}),
+    ("vol.list_disks", {}), ("vol.list_mounts", {}), ("vol.list_md_arrays", {}),
+]
+
+
+class Mos:
+    """A MOS node in miniature: the two upstream stand-ins and a proxy in front of them."""
+
+    def __init__(self, stack: contextlib.ExitStack, work: Path, *, net_args: tuple[str, ...] = ("--rename", "net=mosnet")) -> None:
+        lab = stack.enter_context(NetLab())
+        self.ns: Netns = lab.netns("px")
+        self.net = stack.enter_context(Daemon(REAL_DAEMON, args=net_args, netns=self.ns.name))
+        self.vol = stack.enter_context(Daemon(REAL_DAEMON, args=["--rename", "vol=storage"]))
+        acl = work / "acl.toml"
+        acl.write_text(
+            '[[group]]\nname = "writers"\nusers = ["token:ci"]\n'
+            '[[ace]]\nright = "write"\ngroups = ["writers"]\n'
+            f'[[token]]\nname = "ci"\nsha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n'
+            '[policy]\nanonymous_local = "read"\n'
+        )
+        acl.chmod(0o600)
+        config = work / "proxy.toml"
+        config.write_text(f"[proxy]\ndeadline_s = {DEADLINE_S}\n")
+        self.proxy = stack.enter_context(Daemon(REAL_DAEMON, args=[
+            "--backend", "proxy", "--upstream-net", self.net.socket, "--upstream-vol", self.vol.socket,
+            "--acl", str(acl), "--config", str(config)]))
+
+    def direct(self, method: str) -> tuple[Daemon, str]:
+        """The upstream serving ``method`` and its name there."""
+        namespace, _, rest = method.partition(".")
+        return (self.net, f"mosnet.{rest}") if namespace == "net" else (self.vol, f"storage.{rest}")
+
+
+@pytest.fixture(scope="module")
+def mos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mos]:
+    """Shared by the tests that leave the upstreams running."""
+    with contextlib.ExitStack() as stack:
+        yield Mos(stack, tmp_path_factory.mktemp("mos"))
+
+
+@pytest.fixture
+def own_mos(tmp_path: Path) -> Iterator[Mos]:
+    """For a test that kills or stops an upstream."""
+    with contextlib.ExitStack() as stack:
+        yield Mos(stack, tmp_path)
+
+
+def answer(daemon: Daemon, method: str, params: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    """The whole JSON-RPC reply without its id: {"result": ...} or {"error": {...}} exactly as sent."""
+    with daemon.client(**kw) as client:
+        reply = client.request({"jsonrpc": "2.0", "id": 7, "method": method, "params": params or {}})
+    return {k: v for k, v in reply.items() if k not in ("id", "jsonrpc")}
+
+
+def via_proxy_and_direct(mos: Mos, method: str, params: dict[str, Any], **kw: Any) -> tuple[dict, dict]:
+    upstream, name = mos.direct(method)
+    return answer(mos.proxy, method, params, **kw), answer(upstream, name, params)
+
+
+def links(ns: Netns) -> set[str]:
+    return {link["ifname"] for link in ns.ip_json("link", "show")}
+
+
+# ---------------------------------------------------------------- renamed stand-ins
+def test_rename_serves_the_upstream_names(mos: Mos) -> None:
+    net_names = {m["name"] for m in mos.net.call("rpc.discover")["methods"]}
+    vol_names = {m["name"] for m in mos.vol.call("rpc.discover")["methods"]}
+    catalogue = {s.name for s in methods.registry()}
+    assert net_names == {n.replace("net.", "mosnet.", 1) if n.startswith("net.") else n for n in catalogue}
+    assert vol_names == {n.replace("vol.", "storage.", 1) if n.startswith("vol.") else n for n in catalogue}
+    assert answer(mos.net, "net.verify")["error"]["code"] == -32601
+    assert answer(mos.net, "mosnet.verify") == {"result": {"ok": True, "drift": []}}
+    assert answer(mos.vol, "storage.list_disks").keys() == answer(mos.proxy, "vol.list_disks").keys()
+
+
+def test_rpc_discover_is_the_catalogue_in_proxy_mode(mos: Mos) -> None:
+    assert mos.proxy.call("rpc.discover") == json.loads(json.dumps(methods.registry().openrpc()))
+
+
+# ---------------------------------------------------------------- same answers, same effects
+@pytest.mark.parametrize("method, params", READS, ids=[f"{m}{p or ''}" for m, p in READS])
+def test_reads_answer_the_same_through_the_proxy(mos: Mos, method: str, params: dict[str, Any]) -> None:
+    proxied, direct = via_proxy_and_direct(mos, method, params)
+    assert proxied == direct
+
+
+def test_writes_have_the_same_answers_and_kernel_effects(mos: Mos) -> None:
+    before = links(mos.ns)
+    via_proxy, direct = short_name("pxb"), short_name("dib")
+    upstream, name = mos.direct("net.bridge.add")
+    proxied = answer(mos.proxy, "net.bridge.add", {"name": via_proxy}, token=TOKEN)
+    straight = answer(upstream, name, {"name": direct})
+    assert json.dumps(proxied).replace(via_proxy, "X") == json.dumps(straight).replace(direct, "X")
+    after = links(mos.ns)
+    assert (via_proxy in after) == (direct in after) == ("result" in proxied)
+    assert after - before <= {via_proxy, direct}
+    if "result" in proxied:  # the bridge as the proxy reports it is the one the kernel has
+        assert answer(mos.proxy, "net.bridge", {"name": via_proxy}) == answer(upstream, "mosnet.bridge",
+                                                                                {"name": via_proxy})
+        again = answer(mos.proxy, "net.bridge.add", {"name": via_proxy}, token=TOKEN)
+        assert again["result"]["changed"] is False
+        deleted = answer(mos.proxy, "net.bridge.delete", {"name": via_proxy}, token=TOKEN)
+        assert deleted["result"]["changed"] is True and via_proxy not in links(mos.ns)
+
+
+def test_a_reader_cannot_write_through_the_proxy_though_the_upstream_would_let_it(mos: Mos) -> None:
+    name = short_name("pxr")
+    refused = answer(mos.proxy, "net.bridge.add", {"name": name})
+    assert refused["error"]["code"] == -32002
+    assert refused["error"]["data"]["required"] == "write" and refused["error"]["data"]["granted"] == "read"
+    assert name not in links(mos.ns)
+    upstream, upstream_name = mos.direct("net.bridge.add")
+    assert answer(upstream, upstream_name, {"name": name}).get("error", {}).get("code") != -32002
+    with_token = answer(mos.proxy, "net.bridge.add", {"name": short_name("pxw")}, token=TOKEN)
+    assert with_token.get("error", {}).get("code") != -32002
+    # validation happens in osd too: a bad name never reaches the upstream
+    assert answer(mos.proxy, "net.bridge.add", {"name": "a/b"}, token=TOKEN)["error"]["code"] == -32602
+
+
+def test_upstream_errors_pass_through_unchanged(mos: Mos) -> None:
+    # a missing interface is -32004 once net.interfaces exists, -32010 before: either way the same object
+    proxied, direct = via_proxy_and_direct(mos, "net.interfaces", {"name": "nosuch0"})
+    assert proxied == direct and proxied["error"]["code"] in (-32004, -32010)
+    proxied, direct = via_proxy_and_direct(mos, "net.ovs", {})
+    assert proxied == direct and proxied["error"]["code"] == -32010  # MOS-only on a native stand-in
+
+
+def test_an_upstream_lacking_methods_is_logged_and_its_error_passed_through(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        mos = Mos(stack, tmp_path, net_args=())  # serves net.*, not mosnet.*
+        deadline = time.monotonic() + 5
+        while "lacks" not in mos.proxy.log and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"net.* upstream at {mos.net.socket} lacks 41 of 41 methods" in mos.proxy.log
+        assert answer(mos.proxy, "net.verify") == answer(mos.net, "mosnet.verify")
+        assert answer(mos.proxy, "net.verify")["error"]["code"] == -32601
+        assert "storage.* at" in mos.proxy.log and "serves all 31 methods" in mos.proxy.log
+
+
+# ---------------------------------------------------------------- failure isolation
+def test_a_killed_upstream_fails_fast_alone_and_is_back_without_a_proxy_restart(own_mos: Mos) -> None:
+    mos = own_mos
+    assert "result" in answer(mos.proxy, "net.verify")
+    mos.net.kill()
+    started = time.monotonic()
+    down = answer(mos.proxy, "net.verify")
+    assert time.monotonic() - started < 1.0
+    assert down["error"]["code"] == -32000
+    assert down["error"]["data"]["namespace"] == "net" and down["error"]["data"]["socket"] == mos.net.socket
+    assert "ECONNREFUSED" in down["error"]["data"]["reason"]
+    _, vol_direct = via_proxy_and_direct(mos, "vol.list_disks", {})
+    assert answer(mos.proxy, "vol.list_disks") == vol_direct
+    health = mos.proxy.call("rpc.health")
+    assert health["status"] == "degraded"
+    assert health["namespaces"]["net"]["ok"] is False and health["namespaces"]["net"]["status"] == "unreachable"
+    assert health["namespaces"]["vol"]["ok"] is True
+
+    mos.net.start()
+    assert answer(mos.proxy, "net.verify") == {"result": {"ok": True, "drift": []}}
+    assert mos.proxy.call("rpc.health")["namespaces"]["net"]["ok"] is True
+    assert mos.proxy.proc.poll() is None
+
+
+def test_a_stopped_upstream_times_out_after_the_deadline_and_recovers(own_mos: Mos) -> None:
+    mos = own_mos
+    assert "result" in answer(mos.proxy, "net.verify")
+    mos.net.signal(signal.SIGSTOP)
+    try:
+        vol_seen: list[float] = []
+
+        def vol_meanwhile() -> None:
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            answer(mos.proxy, "vol.list_disks")
+            vol_seen.append(time.monotonic() - t0)
+
+        other = threading.Thread(target=vol_meanwhile)
+        other.start()
+        started = time.monotonic()
+        hung = answer(mos.proxy, "net.verify")
+        elapsed = time.monotonic() - started
+        other.join()
+        assert hung["error"]["code"] == -32030 and hung["error"]["data"] == {"seconds": DEADLINE_S}
+        assert DEADLINE_S <= elapsed < DEADLINE_S + 1.0
+        assert vol_seen and vol_seen[0] < 0.5  # the other namespace never waited
+        started = time.monotonic()
+        health = mos.proxy.call("rpc.health")
+        assert time.monotonic() - started < 1.5
+        assert health["namespaces"]["net"]["status"] == "timeout" and health["namespaces"]["vol"]["ok"] is True
+    finally:
+        mos.net.signal(signal.SIGCONT)
+    assert answer(mos.proxy, "net.verify") == {"result": {"ok": True, "drift": []}}
+
+
+# ---------------------------------------------------------------- concurrency
+def socket_fds(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+def test_eight_clients_for_ten_seconds_without_errors_or_leaks(mos: Mos) -> None:
+    calls = [("net.verify", {}), ("vol.list_disks", {}), ("net.interfaces", {}), ("rpc.health", None)]
+    expected = {m: via_proxy_and_direct(mos, m, p)[1] for m, p in calls if p is not None}
+    pids = {"proxy": mos.proxy.proc.pid, "net": mos.net.proc.pid, "vol": mos.vol.proc.pid}
+    baseline = {name: socket_fds(pid) for name, pid in pids.items()}
+    problems: list[str] = []
+    counts = [0] * 8
+    stop_at = time.monotonic() + 10
+
+    def client(i: int) -> None:
+        with Client(mos.proxy.socket) as c:
+            n = 0
+            while time.monotonic() < stop_at:
+                method, params = calls[(i + n) % len(calls)]
+                n += 1
+                reply = c.request({"jsonrpc": "2.0", "id": n, "method": method, "params": params or {}})
+                got = {k: v for k, v in reply.items() if k not in ("id", "jsonrpc")}
+                if method == "rpc.health":
+                    if got.get("result", {}).get("status") != "ok":
+                        problems.append(f"{method}: {got}")
+                elif got != expected[method]:
+                    problems.append(f"{method}: {got}")
+            counts[i] = n
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == [], problems[:5]
+    assert min(counts) > 50, counts
+    time.sleep(0.3)  # let the proxy notice its clients are gone
+    after = {name: socket_fds(pid) for name, pid in pids.items()}
+    # at most one pooled connection per concurrent client to each upstream, none per client left
+    assert after["proxy"] <= baseline["proxy"] + 16, (baseline, after)
+    assert after["net"] <= baseline["net"] + 8 and after["vol"] <= baseline["vol"] + 8, (baseline, after)
