@@ -107,17 +107,24 @@ class Upstream:
             log.warning("%s %s: %s", where, status, reason)
 
     # ------------------------------------------------------------ health
+    def stale(self) -> bool:
+        """Nothing heard from the upstream for PROBE_AFTER_S: health() will ask it."""
+        return time.monotonic() - self.contact.at >= PROBE_AFTER_S
+
     async def health(self) -> dict[str, Any]:
         """{ok, status, backend, upstream, socket, reachable, last_error, checked_s_ago}.
 
-        Asks the upstream (rpc.health; any JSON-RPC answer proves it alive) only when
-        nothing was heard from it for PROBE_AFTER_S, waiting at most connect_timeout_s;
-        concurrent callers share one probe.
+        Asks the upstream (rpc.health; any JSON-RPC answer proves it alive) only when it is
+        stale(), waiting at most connect_timeout_s; concurrent callers share one probe.
         """
-        if time.monotonic() - self.contact.at >= PROBE_AFTER_S:
+        if self.stale():
             if self._probe is None or self._probe.done():
-                self._probe = asyncio.get_running_loop().create_task(self._ask())
+                self._probe = self._spawn(self._ask())
             await asyncio.shield(self._probe)
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        """The health entry as of the last exchange, without asking the upstream."""
         contact = self.contact
         return {
             "ok": contact.ok,
