@@ -48,6 +48,7 @@ bench: deps-test venv
 	$(VENV)/bin/python tests/bench/bench_net.py
 	$(VENV)/bin/python tests/bench/bench_vol.py
 	$(VENV)/bin/python tests/bench/bench_lease.py
+	$(VENV)/bin/python tests/bench/bench_proxy.py
 
 vm-image: deps-test
 	$(PYTHON) tests/vm/vmlab.py build

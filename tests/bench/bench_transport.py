@@ -69,9 +69,9 @@ class Connection:
         self.writer.close()
 
 
-async def sequential(path: str, n: int) -> list[float]:
+async def sequential(path: str, n: int, request: bytes = REQUEST) -> list[float]:
     conn = await Connection.open(path)
-    raw = http_request(REQUEST)
+    raw = http_request(request)
     for _ in range(50):
         await conn.roundtrip(raw)
     samples = []
@@ -83,8 +83,8 @@ async def sequential(path: str, n: int) -> list[float]:
     return samples
 
 
-async def concurrent(path: str, clients: int, seconds: float) -> float:
-    raw = http_request(REQUEST)
+async def concurrent(path: str, clients: int, seconds: float, request: bytes = REQUEST) -> float:
+    raw = http_request(request)
     conns = [await Connection.open(path) for _ in range(clients)]
     done = 0
     stop_at = time.perf_counter() + seconds
