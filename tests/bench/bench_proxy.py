@@ -6,7 +6,8 @@ Needs root. The networking upstream is a native osd (`--rename net=mosnet`) insi
 network namespace holding L veth pairs (2L links besides lo), the storage upstream a native
 osd (`--rename vol=storage`) in the host namespace, and the proxy a third osd in front of
 both. For `net.interfaces` and `rpc.health`, alternating rounds measure sequential latency
-(p50, p99) and throughput with C concurrent keep-alive clients, directly on the upstream's
+(p50, p99; at most N requests or about S seconds, whichever is fewer) and throughput with C
+concurrent keep-alive clients for S seconds, directly on the upstream's
 socket (`mosnet.interfaces`) and through the proxy (`net.interfaces`), with the same client
 as bench_transport.py. It prints the medians of the rounds and the ratio proxy/direct; it
 never passes or fails on them. A method the upstream does not implement yet is measured
@@ -19,8 +20,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,15 +46,25 @@ async def once(path: str, request: bytes) -> dict:
         conn.close()
 
 
+def how_many(path: str, request: bytes, args: argparse.Namespace) -> int:
+    """Sequential requests for one round: --requests, or fewer when each call is slow (large namespaces)."""
+    started = time.perf_counter()
+    for _ in range(3):
+        asyncio.run(once(path, request))
+    each = (time.perf_counter() - started) / 3
+    return max(20, min(args.requests, int(args.seconds / each)))
+
+
 def measure(paths: dict[str, str], methods: dict[str, str], args: argparse.Namespace) -> dict:
     results = {(m, w): {"p50": [], "p99": [], "rps": []} for m in methods for w in paths}
     notes = {}
+    counts = {m: how_many(paths["direct"], body(n), args) for m, n in methods.items()}
     for _ in range(args.rounds):
         for method, upstream_name in methods.items():
             for way, path in paths.items():
                 name = method if way == "proxy" else upstream_name
                 reply = asyncio.run(once(path, body(name)))
-                samples = asyncio.run(sequential(path, args.requests, body(name)))
+                samples = asyncio.run(sequential(path, counts[method], body(name)))
                 if "error" in reply:
                     notes[(method, way)] = f"answers error {reply['error']['code']}: {reply['error']['message']}"
                 elif method == "net.interfaces":
@@ -73,9 +86,11 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_proxy.py needs root (it builds a network namespace)")
+    # SIGTERM unwinds like ^C, so the daemons and the namespace are torn down
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    print(f"medians of {args.rounds} rounds: sequential {args.requests} requests (p50, p99), "
-          f"{args.clients} keep-alive clients for {args.seconds:g} s (req/s)")
+    print(f"medians of {args.rounds} rounds: sequential up to {args.requests} requests or about "
+          f"{args.seconds:g} s (p50, p99), {args.clients} keep-alive clients for {args.seconds:g} s (req/s)")
     print(f"{'links':>5} {'method':16} {'way':6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  ratio proxy/direct")
     for links in (int(n) for n in args.links.split(",")):
         with NetLab() as lab:
