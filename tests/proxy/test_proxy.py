@@ -253,7 +253,7 @@ def test_a_stopped_upstream_times_out_after_the_deadline_and_recovers(own_mos: M
         other.join()
         assert hung["error"]["code"] == -32030 and hung["error"]["data"] == {"seconds": DEADLINE_S}
         assert DEADLINE_S <= elapsed < DEADLINE_S + 1.0
-        assert vol_seen and vol_seen[0] < 0.5  # the other namespace never waited
+        assert vol_seen and vol_seen[0] < 0.6  # waiting for the hung namespace would take >= 0.8 s
         started = time.monotonic()
         health = mos.proxy.call("rpc.health")
         assert time.monotonic() - started < 1.5
