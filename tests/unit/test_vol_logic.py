@@ -136,6 +136,16 @@ def test_kernel_support_from_proc_filesystems_and_modules(tmp_path: Path) -> Non
     assert not filesystems.kernel_supports("vfat", str(proc), str(tmp_path / "none"))
 
 
+def test_module_names_match_with_dashes_or_underscores(tmp_path: Path) -> None:
+    (tmp_path / "modules.dep").write_text("kernel/drivers/md/md-mod.ko.xz:\nkernel/drivers/md/raid1.ko.xz: "
+                                          "kernel/drivers/md/md-mod.ko.xz\n")
+    (tmp_path / "modules.builtin").write_text("kernel/net/8021q/8021q.ko\n")
+    assert filesystems.module_available("md_mod", str(tmp_path))
+    assert filesystems.module_available("8021q", str(tmp_path))
+    assert not filesystems.module_available("md", str(tmp_path))
+    assert not filesystems.module_available("raid", str(tmp_path))
+
+
 def test_labels() -> None:
     from osd.errors import InvalidParams
 

@@ -136,6 +136,17 @@ def test_blkid_and_udev_give_the_same_probe() -> None:
     assert probe.from_udev(UDEV) == part
 
 
+def test_udev_partition_table_of_the_parent_is_not_a_table_on_the_partition() -> None:
+    """Seen in the VM lab: udev sets the disk's ID_PART_TABLE_TYPE on every partition too."""
+    fresh = {"DEVNAME": "/dev/vdb1", "DEVTYPE": "partition", "ID_PART_TABLE_TYPE": "gpt",
+             "ID_PART_TABLE_UUID": "5d1f5b7e-2a8c-4c8e-9d0e-1f2a3b4c5d6e", "ID_PART_ENTRY_SCHEME": "gpt",
+             "ID_PART_ENTRY_NUMBER": "1", "ID_PART_ENTRY_OFFSET": "2048", "ID_PART_ENTRY_SIZE": "204800"}
+    found = probe.from_udev(fresh)
+    assert found.pt_type is None and not found.holds_data and found.part_number == 1
+    disk = probe.from_udev({"DEVNAME": "/dev/vdb", "DEVTYPE": "disk", "ID_PART_TABLE_TYPE": "gpt"})
+    assert disk.pt_type == "gpt" and disk.holds_data
+
+
 def test_unreadable_or_ambivalent_devices_count_as_holding_data() -> None:
     errors = probe.parse_errors("blkid: error: /dev/vda: Operation not permitted\n"
                                 "/dev/loop3: ambivalent result (probably more filesystems on the device)\n")

@@ -8,7 +8,7 @@ from .... import tools
 from ....errors import Conflict, InvalidParams
 from ....methods import vol
 from ..impl import Implementations
-from . import blockdev, filesystems, md, partitions, probe, topology
+from . import blockdev, filesystems, md, mdraid, partitions, probe, topology
 from .blockdev import Storage
 from .context import VolContext
 from .guard import busy_reason
@@ -80,7 +80,7 @@ class DiskService:
     async def inventory(self) -> dict[str, Any]:
         """Disks, partitions, filesystems, mounts and MD arrays from one scan. Read-only."""
         st = await self.ctx.scan()
-        text = md.read_mdstat()
+        text = await mdraid.mdstat_text()
         return {"disks": self._disks(st), "partitions": self._partitions(st),
                 "filesystems": blockdev.filesystems(st, self.ctx.vol.label_prefix),
                 "mounts": [mount_entry(m, m.target in self.records.entries) for m in st.mounts],
@@ -99,7 +99,7 @@ class DiskService:
             missing["btrfs"] = "kernel has no btrfs support"
         elif tools.which("mkfs.btrfs") is None:
             missing["btrfs"] = "mkfs.btrfs is not installed (Debian package btrfs-progs)"
-        if md.read_mdstat() is None:
+        if await mdraid.mdstat_text() is None:
             missing["md"] = md.NO_MD
         elif tools.which("mdadm") is None:
             missing["md"] = "mdadm is not installed (Debian package mdadm)"

@@ -40,13 +40,23 @@ def kernel_supports(fs_type: str, proc: str = PROC_FILESYSTEMS, modules: str | N
                 return True
     except FileNotFoundError:
         pass
+    return module_available(fs_type, modules)
+
+
+def module_available(name: str, modules: str | None = None) -> bool:
+    """True when kernel module ``name`` is built in or installed (modules.builtin / modules.dep).
+
+    Module file names may spell '_' as '-' (md_mod is md-mod.ko), so both are compared alike.
+    """
     base = modules or f"/lib/modules/{os.uname().release}"
-    needle = f"/{fs_type}.ko"
+    wanted = name.replace("-", "_")
     for index in ("modules.dep", "modules.builtin"):
         try:
             with open(os.path.join(base, index)) as f:
-                if any(needle in line.split(":")[0] for line in f):
-                    return True
+                for line in f:
+                    stem = os.path.basename(line.split(":", 1)[0].strip()).split(".ko", 1)[0]
+                    if stem.replace("-", "_") == wanted:
+                        return True
         except FileNotFoundError:
             continue
     return False

@@ -9,15 +9,29 @@ from .... import tools
 from ....errors import Conflict, InvalidParams, NotFound, NotSupported
 from ....methods import vol
 from ..impl import Implementations
-from . import md, sysfs
+from . import filesystems, md, sysfs
 from .context import VolContext
 
 implements = Implementations()
 
 
-def mdstat() -> str:
-    """The text of /proc/mdstat; raises NotSupported when the kernel has no MD support."""
+async def mdstat_text() -> str | None:
+    """The text of /proc/mdstat, or None when the kernel has no MD support.
+
+    On a stock distribution MD is a module (md_mod) that nothing loads at boot, and
+    /proc/mdstat appears only once it is loaded. An installed but unloaded md_mod means
+    MD is supported and no array exists yet: mdadm's first open of /dev/mdN makes the
+    kernel load it (block-major-9 alias), so the daemon needs no CAP_SYS_MODULE.
+    """
     text = md.read_mdstat()
+    if text is None and filesystems.module_available("md_mod"):
+        return ""
+    return text
+
+
+async def mdstat() -> str:
+    """The text of /proc/mdstat; raises NotSupported when the kernel has no MD support."""
+    text = await mdstat_text()
     if text is None:
         raise NotSupported(md.NO_MD)
     return text
@@ -54,12 +68,12 @@ class MdService:
     @implements(vol.LIST_MD_ARRAYS)
     async def list_md_arrays(self) -> list[dict[str, Any]]:
         """Arrays from /proc/mdstat. Raises NotSupported without MD support. Read-only."""
-        return md.parse_mdstat(mdstat())
+        return md.parse_mdstat(await mdstat())
 
     @implements(vol.MD_DETAIL)
     async def md_detail(self, device: str) -> dict[str, Any]:
         """``mdadm --detail``, parsed. Raises NotSupported, NotFound, InvalidParams (not an array). Read-only."""
-        mdstat()
+        await mdstat()
         st = await self.ctx.scan(probe=False)
         self._array(st, device)
         return md.parse_detail((await tools.run(["mdadm", "--detail", device], deadline_s=30)).stdout)
@@ -76,7 +90,7 @@ class MdService:
         """
         async with self.ctx.lock:
             st, names = await self.ctx.guarded(devices, "devices")
-            text = mdstat()
+            text = await mdstat()
             tools.require("mdadm", "mdadm")
             for array in md.parse_mdstat(text):
                 members = {m["device"] for m in array["members"]}
@@ -98,7 +112,7 @@ class MdService:
     async def stop_md_array(self, device: str) -> dict[str, Any]:
         """Stop an array. Idempotent: an array that is not running is changed=false. Raises
         NotSupported, InvalidParams (not an array), ToolFailed (for example: in use)."""
-        mdstat()
+        await mdstat()
         async with self.ctx.lock:
             st = await self.ctx.scan(probe=False)
             try:

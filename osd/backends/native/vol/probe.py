@@ -145,10 +145,13 @@ def decode_udev(value: str) -> str:
 def from_udev(props: Mapping[str, str]) -> Probe:
     """A Probe from a udev database entry's properties (ID_FS_*, ID_PART_TABLE_*, ID_PART_ENTRY_*)."""
     tags: dict[str, str] = {}
+    # udev copies the disk's ID_PART_TABLE_* onto each of its partitions: on a partition they
+    # describe the parent, not a table inside it (blkid -p shows only PART_ENTRY_* there).
+    is_partition = props.get("DEVTYPE") == "partition"
     for key, value in props.items():
         if key.startswith("ID_FS_") and not key.endswith("_ENC"):
             tags[key[len("ID_FS_"):]] = value
-        elif key.startswith("ID_PART_TABLE_"):
+        elif key.startswith("ID_PART_TABLE_") and not is_partition:
             tags["PT" + key[len("ID_PART_TABLE_"):]] = value
         elif key.startswith("ID_PART_ENTRY_"):
             tags[key[len("ID_"):]] = value
