@@ -23,7 +23,7 @@ from ...errors import NotSupported
 from ...methods import net as net_methods  # `net` is the subpackage of net services
 from ...registry import MethodSpec, Tier
 from ...rpc import Caller
-from .impl import Implementations
+from .impl import Implementations, Service
 from .net import services as net_services
 from .net.conntrack import ConntrackService
 from .net.firewall import NetfilterService
@@ -85,7 +85,7 @@ class NativeBackend:
 implements = Implementations()
 
 
-class Overview:
+class Overview(Service):
     """net.verify and net.health: gathered from every service that offers drift() or checks()."""
 
     namespace = "net"
@@ -94,12 +94,8 @@ class Overview:
     def __init__(self, services: list[Any]) -> None:
         self._services = services
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @implements(net_methods.VERIFY)
     async def verify(self) -> dict[str, Any]:

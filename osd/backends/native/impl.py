@@ -26,6 +26,25 @@ from ...registry import MethodSpec
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Service:
+    """Defaults for a native service: nothing to start or close, and always healthy.
+
+    Subclasses set ``namespace`` and ``implementations`` and override what they need.
+    """
+
+    namespace: str
+    implementations: "Implementations"
+
+    async def start(self) -> None:
+        """Load state and reconcile; nothing by default."""
+
+    async def close(self) -> None:
+        """Release handles; nothing by default."""
+
+    async def health(self) -> dict[str, Any]:
+        return {"ok": True, "status": "ok"}
+
+
 class Implementations(Mapping[str, Callable[..., Any]]):
     def __init__(self) -> None:
         self._by_name: dict[str, Callable[..., Any]] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 from ....errors import Conflict, InvalidParams, KernelError, NotSupported, OsdError
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .kernel import Kernel, Message, errno_of, kind_of
 from .managed import Managed, Record, differences, given
 
@@ -45,7 +45,7 @@ def veth_names(bridge_a: str, bridge_b: str) -> tuple[str, str]:
     return f"osd{digest}a", f"osd{digest}b"
 
 
-class Bridges:
+class Bridges(Service):
     namespace = "net"
     implementations = implements
 
@@ -65,10 +65,7 @@ class Bridges:
             except OsdError as exc:
                 log.error("cannot re-create recorded bridge %s: %s", name, exc.message)
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     async def drift(self) -> list[dict[str, Any]]:
         """Recorded bridges missing from the kernel (actual null) or differing from their record."""

@@ -30,7 +30,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import (
 
 from ....errors import KernelError, NotSupported
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 
 implements = Implementations()
 
@@ -95,18 +95,14 @@ async def _dump(sock: AsyncNFCTSocket, zone: int | None) -> AsyncIterator[Any]:
             yield msg
 
 
-class ConntrackService:
+class ConntrackService(Service):
     """The conntrack table of the daemon's network namespace."""
 
     namespace = "net"
     implementations = implements
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     async def checks(self) -> list[dict[str, Any]]:
         try:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ....errors import KernelError
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 
 implements = Implementations()
 
@@ -78,16 +78,12 @@ def _read(path: Path) -> Resolver:
         raise KernelError(exc.errno or 0, f"read {path}") from exc
 
 
-class Dns:
+class Dns(Service):
     namespace = "net"
     implementations = implements
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @implements(net.DNS)
     async def dns(self) -> dict[str, Any]:

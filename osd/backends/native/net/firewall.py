@@ -30,7 +30,7 @@ from ....config import Config
 from ....errors import Conflict, InvalidParams, KernelError, NotSupported
 from ....methods import net
 from ....state import StateError, StateFile
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .nft import Nft
 from .nft_listing import Listing, drift, present
 from .nft_model import (
@@ -45,7 +45,7 @@ implements = Implementations()
 SECTIONS: dict[str, type[Entry]] = {"firewall": FirewallRule, "dnat": Dnat, "snat": Snat}
 
 
-class NetfilterService:
+class NetfilterService(Service):
     """Firewall input rules, DNAT and SNAT in table inet osd."""
 
     namespace = "net"

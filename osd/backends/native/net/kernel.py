@@ -30,7 +30,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ....errors import KernelError, NotFound
 from .. import rtnl
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from ..linkwatch import InterfaceWatch
 
 log = logging.getLogger("osd.net")
@@ -43,7 +43,7 @@ def errno_of(exc: KernelError) -> int:
     return int((exc.data or {}).get("errno", 0))
 
 
-class Kernel:
+class Kernel(Service):
     """The socket as a service: opened at start, closed at close; no methods of its own.
 
     Every request and dump is atomic with respect to the others (one at a time, answer

@@ -26,7 +26,7 @@ from ....config import Config
 from ....errors import NotFound, OsdError, Timeout
 from ....methods import net
 from ....state import StateError, StateFile
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .autoconf import Autoconf
 from .dhcp4 import Dhcp4Client, LeaseInfo
 from .kernel import Kernel
@@ -40,7 +40,7 @@ LIVE = ("bound", "renewing", "rebinding")  # states in which the client holds a 
 implements = Implementations()
 
 
-class LeaseService:
+class LeaseService(Service):
     """DHCPv4 client management and IPv6 autoconfiguration reports."""
 
     namespace = "net"
@@ -93,8 +93,6 @@ class LeaseService:
             task.cancel()
         self.autoconf.close()
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     # ------------------------------------------------------------ methods
     @implements(net.LEASE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .kernel import Kernel, Message
 
 implements = Implementations()
@@ -15,7 +15,7 @@ VLAN_PROTOCOLS = {0x8100: "802.1Q", 0x88A8: "802.1ad"}
 BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED = 0x2, 0x4
 
 
-class Links:
+class Links(Service):
     """Read-only views of the kernel's links."""
 
     namespace = "net"
@@ -24,12 +24,8 @@ class Links:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @implements(net.INTERFACES)
     async def interfaces(self, name: str | None = None) -> list[dict[str, Any]]:

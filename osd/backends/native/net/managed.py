@@ -18,7 +18,7 @@ from typing import Any
 
 from ....errors import KernelError
 from ....state import StateError, StateFile
-from ..impl import Implementations
+from ..impl import Implementations, Service
 
 TABLES = ("bridges", "taps")
 Record = dict[str, Any]
@@ -35,7 +35,7 @@ def differences(wanted: dict[str, Any], actual: dict[str, Any]) -> tuple[dict[st
     return {key: wanted[key] for key in keys}, {key: actual.get(key) for key in keys}
 
 
-class Managed:
+class Managed(Service):
     """The records, loaded at start; ``lock`` serialises every check-then-change on them."""
 
     namespace = "net"
@@ -63,10 +63,7 @@ class Managed:
                 raise StateError(f"state file {self._file.path}: '{table}' must map names to objects")
             self._tables[table] = dict(records)
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     def put(self, table: str, name: str, record: Record | None) -> None:
         """Record ``name`` (or forget it, with None) and persist. Raises KernelError when the

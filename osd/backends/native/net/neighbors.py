@@ -5,25 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .kernel import Kernel
 
 implements = Implementations()
 
 
-class Neighbors:
+class Neighbors(Service):
     namespace = "net"
     implementations = implements
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @implements(net.NEIGHBORS)
     async def neighbors(self, interface: str | None = None, family: str | None = None) -> list[dict[str, Any]]:

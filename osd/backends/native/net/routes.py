@@ -10,7 +10,7 @@ from typing import Any
 
 from ....errors import Conflict, InvalidParams, KernelError
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .kernel import Kernel, errno_of
 
 implements = Implementations()
@@ -91,7 +91,7 @@ class RouteSpec:
         return f"{self.dst}{via} table {self.table}"
 
 
-class Routes:
+class Routes(Service):
     """Reads and changes routes; writes are idempotent."""
 
     namespace = "net"
@@ -100,12 +100,8 @@ class Routes:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @implements(net.ROUTES)
     async def routes(self, family: str | None = None, table: int | str | None = None) -> list[dict[str, Any]]:

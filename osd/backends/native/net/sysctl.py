@@ -12,7 +12,7 @@ from typing import Any
 
 from ....errors import KernelError, NotFound
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 
 implements = Implementations()
 
@@ -45,19 +45,15 @@ def interface_flags(name: str, root: Path = PROC_NET) -> dict[str, Any]:
     }
 
 
-class Sysctl:
+class Sysctl(Service):
     namespace = "net"
     implementations = implements
 
     def __init__(self, root: Path = PROC_NET) -> None:
         self.root = root
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @implements(net.SYSCTL)
     async def sysctl(self, interface: str | None = None) -> dict[str, Any]:

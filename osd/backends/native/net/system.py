@@ -14,7 +14,7 @@ from .... import __version__
 from ....config import Config
 from ....errors import KernelError
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .kernel import Kernel
 
 implements = Implementations()
@@ -73,7 +73,7 @@ def _local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_loopback or address.is_link_local
 
 
-class System:
+class System(Service):
     """The daemon's own overview and configuration."""
 
     namespace = "net"
@@ -88,10 +88,7 @@ class System:
     async def start(self) -> None:
         self.started = time.monotonic()
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @implements(net.STATUS)
     async def status(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ....errors import Conflict, InvalidParams, OsdError
 from ....methods import net
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from .kernel import Kernel, Message, kind_of
 from .managed import Managed, Record, differences, given
 
@@ -59,7 +59,7 @@ def check_unicast(mac: str) -> None:
         raise InvalidParams(f"{mac} is a multicast or all-zero address, not one a tap can have", "/mac")
 
 
-class Taps:
+class Taps(Service):
     namespace = "net"
     implementations = implements
 
@@ -84,10 +84,7 @@ class Taps:
             except OsdError as exc:
                 log.error("cannot restore recorded tap %s: %s", name, exc.message)
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     async def _present(self) -> dict[str, Message]:
         """The link of every recorded tap present in the kernel, by name (one request each:

@@ -8,7 +8,7 @@ from typing import Any
 from .... import tools
 from ....errors import Conflict, InvalidParams, NotFound
 from ....methods import vol
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from . import blockdev, btrfs_text, filesystems, mountinfo, probe, sysfs
 from .context import VolContext
 
@@ -69,19 +69,15 @@ def _subvolume(path: str) -> BtrfsPath:
     return where
 
 
-class BtrfsService:
+class BtrfsService(Service):
     namespace = "vol"
     implementations = implements
 
     def __init__(self, ctx: VolContext) -> None:
         self.ctx = ctx
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     # ------------------------------------------------------------ read
     def _default_path(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from .... import tools
 from ....errors import Conflict, InvalidParams
 from ....methods import vol
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from . import blockdev, filesystems, md, mdraid, partitions, probe, topology
 from .blockdev import Storage
 from .context import VolContext
@@ -18,7 +18,7 @@ implements = Implementations()
 NOT_CANDIDATES = ("rom", "zram", "ram")
 
 
-class DiskService:
+class DiskService(Service):
     namespace = "vol"
     implementations = implements
 
@@ -26,12 +26,8 @@ class DiskService:
         self.ctx = ctx
         self.records = records
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     # ------------------------------------------------------------ read
     @staticmethod

@@ -6,7 +6,7 @@ from typing import Any
 
 from .... import tools
 from ....methods import vol
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from . import btrfs_text
 from .btrfs import BtrfsPath
 from .context import VolContext
@@ -16,7 +16,7 @@ implements = Implementations()
 _FILTER_FLAGS = {"data": "-d", "metadata": "-m", "system": "-s"}
 
 
-class MaintenanceService:
+class MaintenanceService(Service):
     namespace = "vol"
     implementations = implements
 
@@ -24,13 +24,10 @@ class MaintenanceService:
         self.ctx = ctx
         self.jobs = Jobs()
 
-    async def start(self) -> None: ...
 
     async def close(self) -> None:
         await self.jobs.close()
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     @staticmethod
     def _key(where: BtrfsPath) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from .... import tools
 from ....errors import Conflict, InvalidParams, NotFound, NotSupported
 from ....methods import vol
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from . import filesystems, md, sysfs
 from .context import VolContext
 
@@ -45,19 +45,15 @@ def _next_md() -> str:
     return f"/dev/md{n}"
 
 
-class MdService:
+class MdService(Service):
     namespace = "vol"
     implementations = implements
 
     def __init__(self, ctx: VolContext) -> None:
         self.ctx = ctx
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     def _array(self, st: Any, device: str) -> str:
         name = self.ctx.device_name(st, device)

@@ -16,7 +16,7 @@ from .... import tools
 from ....errors import Conflict, InvalidParams, NotFound, OsdError
 from ....methods import vol
 from ....state import StateFile
-from ..impl import Implementations
+from ..impl import Implementations, Service
 from . import blockdev, filesystems, mountinfo
 from .blockdev import Storage, mount_device_names
 from .context import VolContext
@@ -72,7 +72,7 @@ async def _mount(st: Storage, name: str, target: str, fs_type: str | None, optio
     return found
 
 
-class MountService:
+class MountService(Service):
     namespace = "vol"
     implementations = implements
 
@@ -84,10 +84,7 @@ class MountService:
         self.records.load()
         await self.reconcile()
 
-    async def close(self) -> None: ...
 
-    async def health(self) -> dict[str, Any]:
-        return {"ok": True, "status": "ok"}
 
     async def reconcile(self) -> None:
         """Re-mount persisted mounts missing from mountinfo; prune those whose source is gone."""
