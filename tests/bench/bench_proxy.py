@@ -4,14 +4,15 @@
 
 Needs root. The networking upstream is a native osd (`--rename net=mosnet`) inside a fresh
 network namespace holding L veth pairs (2L links besides lo), the storage upstream a native
-osd (`--rename vol=storage`) in the host namespace, and the proxy a third osd in front of
-both. For `net.interfaces` and `rpc.health`, alternating rounds measure sequential latency
-(p50, p99; at most N requests or about S seconds, whichever is fewer) and throughput with C
-concurrent keep-alive clients for S seconds, directly on the upstream's
-socket (`mosnet.interfaces`) and through the proxy (`net.interfaces`), with the same client
-as bench_transport.py. It prints the medians of the rounds and the ratio proxy/direct; it
-never passes or fails on them. A method the upstream does not implement yet is measured
-all the same (its -32010 reply travels the same path) and flagged in the output.
+osd (`--rename vol=storage`) in the host's mount namespace with an empty network namespace
+(so its net services leave the host alone), and the proxy a third osd in front of both.
+For `net.interfaces` and `rpc.health`, alternating rounds measure sequential latency (p50,
+p99; at most N requests or about S seconds, whichever is fewer) and throughput with C
+concurrent keep-alive clients for S seconds, directly on the upstream's socket
+(`mosnet.interfaces`) and through the proxy (`net.interfaces`), with the same client as
+bench_transport.py. It prints the medians of the rounds and the ratio proxy/direct; it
+never passes or fails on them. A method the upstream does not implement is measured all
+the same (its -32010 reply travels the same path) and flagged in the output.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from bench_transport import Connection, concurrent, http_request, percentile, sequential  # noqa: E402
 from support.daemon import REAL_DAEMON, Daemon  # noqa: E402
+from support.looplab import VOL_DAEMON  # noqa: E402
 from support.netlab import NetLab, short_name  # noqa: E402
 
 
@@ -98,7 +100,7 @@ def main() -> None:
             for _ in range(links):
                 ns.ip("link", "add", short_name("bv"), "type", "veth", "peer", "name", short_name("bp"))
             with Daemon(REAL_DAEMON, args=["--rename", "net=mosnet"], netns=ns.name) as net, \
-                    Daemon(REAL_DAEMON, args=["--rename", "vol=storage"]) as vol, \
+                    Daemon(VOL_DAEMON, args=["--rename", "vol=storage"]) as vol, \
                     Daemon(REAL_DAEMON, args=["--backend", "proxy", "--upstream-net", net.socket,
                                               "--upstream-vol", vol.socket]) as proxy:
                 paths = {"direct": net.socket, "proxy": proxy.socket}

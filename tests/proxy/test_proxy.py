@@ -1,10 +1,13 @@
 """The proxy backend end to end: real processes, no mocks.
 
 Two native osd daemons stand in for the MOS upstreams, serving under the upstream names
-(``--rename net=mosnet`` inside a fresh network namespace, ``--rename vol=storage`` in the
-host namespace), and a third osd runs ``--backend proxy`` in front of them. Every answer
-through the proxy is compared with the same call made straight to the upstream, and
-kernel effects are checked with ``ip -n NS -j``, not through the daemon.
+(``--rename net=mosnet`` inside a fresh network namespace; ``--rename vol=storage`` in the
+host's mount namespace, confined to this test's loop devices, with an empty network
+namespace of its own so its net services leave the host alone), and a third osd runs
+``--backend proxy`` in the host namespace in front of them. Every answer through the proxy
+is compared with the same call made straight to the upstream, and effects are checked
+independently of the daemons: ``ip -n NS -j``, ``nft -j``, ``sfdisk -J``, ``blkid``,
+``findmnt``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pytest
 from osd import methods
 from osd.client import Client
 from support.daemon import REAL_DAEMON, Daemon
+from support.looplab import MIB, VOL_DAEMON, LoopLab, blkid, config_file, findmnt, run
 from support.netlab import NetLab, Netns, short_name
 
 pytestmark = pytest.mark.root
@@ -49,7 +53,9 @@ class Mos:
         lab = stack.enter_context(NetLab())
         self.ns: Netns = lab.netns("px")
         self.net = stack.enter_context(Daemon(REAL_DAEMON, args=net_args, netns=self.ns.name))
-        self.vol = stack.enter_context(Daemon(REAL_DAEMON, args=["--rename", "vol=storage"]))
+        self.loops = stack.enter_context(LoopLab("proxy"))
+        self.disks = [self.loops.disk(64), self.loops.disk(64)]
+        self.vol = stack.enter_context(Daemon(VOL_DAEMON, args=["--rename", "vol=storage", *config_file(self.loops)]))
         acl = work / "acl.toml"
         acl.write_text(
             '[[group]]\nname = "writers"\nusers = ["token:ci"]\n'
@@ -175,6 +181,44 @@ def write_scenario(mos: Mos, call: Callable[[str, dict[str, Any]], dict[str, Any
 def test_writes_have_the_same_answers_and_kernel_effects(mos: Mos) -> None:
     proxied = write_scenario(mos, lambda m, p: answer(mos.proxy, m, p, token=TOKEN), dst="198.51.100.0/24", port=8080)
     direct = write_scenario(mos, lambda m, p: answer(*mos.direct(m), p), dst="203.0.113.0/24", port=8081)
+    assert proxied == direct
+
+
+def storage_scenario(mos: Mos, call: Callable[[str, dict[str, Any]], dict[str, Any]], disk: str) -> list[str]:
+    """Partition, format, mount, read and unmount ``disk`` through ``call``; effects checked; answers masked."""
+    answers = []
+
+    def step(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        got = call(method, params)
+        answers.append(got)
+        return got
+
+    part = step("vol.create_partition", {"disk": disk, "size_bytes": 32 * MIB, "label": "px-data"})["result"]
+    table = json.loads(run(["sfdisk", "-J", disk]).stdout)["partitiontable"]
+    assert part["changed"] and [(p["size"] * 512, p.get("name")) for p in table["partitions"]] == [(32 * MIB, "px-data")]
+    assert step("vol.create_partition", {"disk": disk, "size_bytes": 32 * MIB, "label": "px-data"})["result"] == \
+        {**part, "changed": False}
+    made = step("vol.create_filesystem", {"device": part["path"], "fs_type": "ext4", "label": "pxfs"})["result"]
+    assert made["changed"] and blkid(part["path"])["TYPE"] == "ext4" and made["uuid"] == blkid(part["path"])["UUID"]
+    target = mos.loops.mountpoint(f"mnt-{os.path.basename(disk)}")
+    assert step("vol.mount", {"source": part["path"], "target": target, "persist": False})["result"]["changed"]
+    assert findmnt(target)["source"] == part["path"]
+    step("vol.list_partitions", {"disk": disk})
+    step("vol.list_free_space", {"disk": disk})
+    step("vol.usage", {"path": target})
+    assert step("vol.unmount", {"target": target})["result"]["changed"] is True
+    assert findmnt(target) is None
+    assert step("vol.unmount", {"target": target})["result"]["changed"] is False
+    masked = []
+    for got in answers:
+        text = json.dumps(got).replace(part["path"], "PART").replace(disk, "DISK").replace(target, "TARGET")
+        masked.append(re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "UUID", text))
+    return masked
+
+
+def test_storage_writes_have_the_same_answers_and_effects(mos: Mos) -> None:
+    proxied = storage_scenario(mos, lambda m, p: answer(mos.proxy, m, p, token=TOKEN), mos.disks[0])
+    direct = storage_scenario(mos, lambda m, p: answer(*mos.direct(m), p), mos.disks[1])
     assert proxied == direct
 
 
