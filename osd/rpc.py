@@ -27,6 +27,14 @@ log = logging.getLogger("osd.call")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+class RawJSON(bytes):
+    """A result that is already valid JSON text (the proxy's upstream answers): sent as is.
+
+    Re-encoding a result costs about 13 us per KiB here; a 35 KiB net.interfaces answer
+    passed through the proxy spent 0.45 ms on it. Whoever returns one vouches for its validity.
+    """
+
+
 @dataclasses.dataclass(frozen=True)
 class Caller:
     """Who is calling: the principals proven for this HTTP request and the right they hold."""
@@ -142,6 +150,9 @@ class Dispatcher:
         return await self._invoke(spec, self.registry.validate(spec, params), caller)
 
     def _encode(self, reply: dict[str, Any]) -> bytes:
+        result = reply.get("result")
+        if isinstance(result, RawJSON):
+            return b'{"jsonrpc":"2.0","result":' + result + b',"id":' + _dumps(reply["id"]).encode() + b"}"
         try:
             return _dumps(reply).encode()
         except (TypeError, ValueError):

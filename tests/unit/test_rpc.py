@@ -176,3 +176,19 @@ def test_every_call_is_logged_with_identity_method_duration_outcome(caplog: pyte
     assert any(l.startswith("identity=user:nobody method=net.interfaces ms=") and l.endswith("outcome=ok")
                for l in lines)
     assert any("method=net.nothing" in l and l.endswith("outcome=error code=-32601") for l in lines)
+
+
+def test_a_raw_json_result_is_sent_verbatim_in_single_and_batch_replies() -> None:
+    from osd.rpc import RawJSON
+
+    text = b'[{"name":"lo","mtu":65536,"note":"caf\xc3\xa9"}]'
+
+    async def invoke(spec, params, caller):  # noqa: ANN001
+        return RawJSON(text)
+
+    dispatcher = Dispatcher(methods.registry(), invoke)
+    single = asyncio.run(dispatcher.handle(json.dumps(req("net.interfaces", id="q")).encode(), ADMIN))
+    assert single == b'{"jsonrpc":"2.0","result":' + text + b',"id":"q"}'
+    batch = asyncio.run(dispatcher.handle(json.dumps([req("net.interfaces", id=1), req("net.routes", id=None)]).encode(),
+                                          ADMIN))
+    assert json.loads(batch) == [{"jsonrpc": "2.0", "result": json.loads(text), "id": i} for i in (1, None)]
