@@ -13,6 +13,7 @@ import pytest
 from osd.backends.proxy import upstream as upstream_module
 from osd.backends.proxy.upstream import Upstream
 from osd.errors import Timeout, UpstreamError, UpstreamUnavailable
+from osd.rpc import RawJSON
 from support.scripted import HANG, ScriptedServer, reply, rpc_result
 
 
@@ -167,3 +168,32 @@ def test_methods_the_upstream_lacks_are_logged(path: str, caplog: pytest.LogCapt
     with caplog.at_level(logging.INFO, logger="osd.proxy"):
         asyncio.run(main())
     assert "lacks 2 of 3 methods: mosnet.bridge, mosnet.routes" in caplog.text
+
+
+def test_osd_layout_results_pass_as_raw_text_other_layouts_are_decoded(path: str) -> None:
+    layouts = {
+        "osd": lambda rid: b'{"jsonrpc":"2.0","result":[{"name":"lo","x":1.5}],"id":%d}' % rid,
+        "id-first": lambda rid: b'{"id":%d,"jsonrpc":"2.0","result":[{"name":"lo","x":1.5}]}' % rid,
+        "both": lambda rid: b'{"jsonrpc":"2.0","result":1,"error":{"code":-32004,"message":"m"},"id":%d}' % rid,
+        "nan": lambda rid: b'{"jsonrpc":"2.0","result":NaN,"id":%d}' % rid,
+    }
+
+    def answer(c: int, n: int, body: bytes) -> bytes:
+        request = json.loads(body)
+        return reply(raw=layouts[request["params"]["layout"]](request["id"]))
+
+    async def main() -> None:
+        async with ScriptedServer(path, answer):
+            up = make(path)
+            osd = await up.call("mosnet.interfaces", {"layout": "osd"}, raw=True)
+            assert isinstance(osd, RawJSON) and osd == b'[{"name":"lo","x":1.5}]'
+            assert await up.call("mosnet.interfaces", {"layout": "osd"}) == [{"name": "lo", "x": 1.5}]
+            other = await up.call("mosnet.interfaces", {"layout": "id-first"}, raw=True)
+            assert other == [{"name": "lo", "x": 1.5}] and not isinstance(other, RawJSON)
+            with pytest.raises(UpstreamError):  # not spliced: the full path sees the error member
+                await up.call("mosnet.interfaces", {"layout": "both"}, raw=True)
+            with pytest.raises(UpstreamUnavailable, match="not JSON"):
+                await up.call("mosnet.interfaces", {"layout": "nan"}, raw=True)
+            await up.close()
+
+    asyncio.run(main())

@@ -62,9 +62,10 @@ class ProxyBackend:
         """The upstream's answer, unchanged; raises UpstreamError, UpstreamUnavailable or Timeout.
 
         Only read-tier calls may be resent (once, when a pooled connection turns out closed).
+        A result may come back as RawJSON (its text, never decoded and re-encoded).
         """
         upstream = self.upstreams[spec.namespace]
-        return await upstream.call(self._names[spec.name], params, idempotent=spec.tier is Tier.READ)
+        return await upstream.call(self._names[spec.name], params, idempotent=spec.tier is Tier.READ, raw=True)
 
     async def health(self) -> dict[str, dict[str, Any]]:
         """Each upstream's state; waits at most connect_timeout_s (stale upstreams are probed concurrently)."""

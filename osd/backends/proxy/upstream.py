@@ -19,6 +19,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ...errors import OsdError, Timeout, UpstreamError, UpstreamUnavailable
+from ...rpc import RawJSON
 from .http import HttpFailure, UnixHttpClient
 
 log = logging.getLogger("osd.proxy")
@@ -63,8 +64,8 @@ class Upstream:
 
     # ------------------------------------------------------------ calls
     async def call(self, method: str, params: dict[str, Any], *, idempotent: bool = False,
-                   deadline_s: float | None = None) -> Any:
-        """The upstream's result for ``method``.
+                   deadline_s: float | None = None, raw: bool = False) -> Any:
+        """The upstream's result for ``method``; with ``raw``, possibly as its RawJSON text.
 
         Raises UpstreamError (the upstream's own error object), UpstreamUnavailable or
         Timeout. A call that is not ``idempotent`` is sent at most once.
@@ -83,7 +84,7 @@ class Upstream:
             self._record("unreachable", exc.reason)
             raise UpstreamUnavailable(self.namespace, self.socket, exc.reason) from exc
         try:
-            answer = _decode(status, reply, request_id)
+            answer = _decode(status, reply, request_id, raw=raw)
         except ValueError as exc:
             self._record("bad-reply", str(exc))
             raise UpstreamUnavailable(self.namespace, self.socket, str(exc)) from exc
@@ -180,12 +181,40 @@ class Upstream:
         return task
 
 
-def _decode(status: int, reply: bytes, request_id: int) -> dict[str, Any]:
-    """The JSON-RPC 2.0 response in an HTTP reply; raises ValueError saying what is wrong with it."""
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _spliced_result(reply: bytes, request_id: int) -> RawJSON | None:
+    """The result's own bytes when the reply is exactly ``{"jsonrpc":"2.0","result":R,"id":N}``.
+
+    That is how osd writes a reply; other upstreams, or any doubt, take the full path.
+    R is still parsed, strictly, so only valid JSON is ever passed on as is.
+    """
+    head, tail = b'{"jsonrpc":"2.0","result":', b',"id":%d}' % request_id
+    if not (reply.startswith(head) and reply.endswith(tail)):
+        return None
+    result = reply[len(head):-len(tail)]
+    try:
+        json.loads(result, parse_constant=_reject_constant)  # also fails on '1,"error":{...}'
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return RawJSON(result)
+
+
+def _decode(status: int, reply: bytes, request_id: int, *, raw: bool = False) -> dict[str, Any]:
+    """The JSON-RPC 2.0 response in an HTTP reply; raises ValueError saying what is wrong with it.
+
+    With ``raw``, a result in osd's own reply layout is returned as RawJSON, undecoded.
+    """
     if status != 200:
         raise ValueError(f"HTTP {status} instead of a JSON-RPC reply: {reply[:200].decode(errors='replace')!r}")
+    if raw:
+        spliced = _spliced_result(reply, request_id)
+        if spliced is not None:
+            return {"result": spliced}
     try:
-        answer = json.loads(reply)
+        answer = json.loads(reply, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"reply is not JSON: {reply[:200]!r}") from exc
     if not isinstance(answer, dict) or answer.get("jsonrpc") != "2.0":
