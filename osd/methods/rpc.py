@@ -17,7 +17,7 @@ HEALTH = method(
             status=TEXT, ok=BOOL, backend=TEXT,
             # proxy mode: the upstream daemon serving the namespace and how the last exchange went
             upstream=TEXT, socket=TEXT, reachable=BOOL, last_error=nullable(TEXT),
-            checked_s_ago={"type": "number"},
+            checked_s_ago=nullable({"type": "number"}),
         )},
     ),
 )

@@ -48,9 +48,13 @@ class ScriptedServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        self.hang_up()
+        await self._server.wait_closed()
+
+    def hang_up(self) -> None:
+        """Close every open connection from the server's side."""
         for writer in list(self._writers):
             writer.close()
-        await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = self.connections

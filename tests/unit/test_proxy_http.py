@@ -63,8 +63,7 @@ def test_connection_close_and_http10_replies_are_not_reused(path: str) -> None:
             # keeps open until the client is done reading, so close it from the server side
             task = asyncio.ensure_future(client.post(b"{}"))
             await asyncio.sleep(0.05)
-            for writer in list(server._writers):
-                writer.close()
+            server.hang_up()
             assert await task == (200, b'{"n": 1}')
             assert await client.post(b"{}") == (200, b'{"n": 2}')
             assert server.connections == 3
@@ -78,8 +77,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(path: str) -> Non
         async with ScriptedServer(path, lambda c, n, body: reply({"conn": c})) as server:
             client = UnixHttpClient(path, connect_timeout=1)
             assert await client.post(b"{}") == (200, b'{"conn": 0}')
-            for writer in list(server._writers):  # the server drops the idle connection
-                writer.close()
+            server.hang_up()  # the server drops the idle connection
             await asyncio.sleep(0.05)
             assert await client.post(b"{}") == (200, b'{"conn": 1}')
             assert client.connections == 1

@@ -135,6 +135,12 @@ def test_health_probes_at_most_once_per_interval(path: str, monkeypatch: pytest.
     asyncio.run(main())
 
 
+def test_before_any_exchange_the_report_says_unknown(path: str) -> None:
+    report = make(path).report()
+    assert report["status"] == "unknown" and report["ok"] is False and report["checked_s_ago"] is None
+    json.dumps(report, allow_nan=False)
+
+
 def test_a_hung_upstream_does_not_hold_health_long(path: str) -> None:
     async def main() -> None:
         async with ScriptedServer(path, lambda c, n, body: HANG):

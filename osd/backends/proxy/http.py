@@ -1,10 +1,11 @@
 """A lean HTTP/1.1 client for one Unix socket: POST only, keep-alive connections pooled.
 
-The proxy's whole cost is one extra hop, so its client must be cheap: measured against the
-same upstream, aiohttp's ClientSession took about 0.4 ms per sequential call and this
-client about 0.25 ms (see tests/bench/bench_proxy.py). It speaks exactly what a JSON-RPC
-exchange needs: one request at a time per connection, replies framed by Content-Length,
-chunked transfer coding or the end of the connection.
+The proxy's whole cost is one extra hop, so its client must be cheap: against the same
+upstream, one sequential keep-alive call took about 0.43 ms p50 with aiohttp's ClientSession
+and 0.22-0.28 ms with a minimal client; through the whole proxy, 0.72-1.04 ms against
+0.56-0.61 ms with this one. It speaks exactly what a JSON-RPC exchange needs: one request at
+a time per connection, replies framed by Content-Length, chunked transfer coding or the end
+of the connection.
 
 Every failure is raised as ``HttpFailure`` with the reason in words; OSError and friends
 never leave this module.

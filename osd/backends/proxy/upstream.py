@@ -135,7 +135,7 @@ class Upstream:
             "socket": self.socket,
             "reachable": contact.status in ("ok", "bad-reply"),  # it answered, if not always well
             "last_error": self.last_error,
-            "checked_s_ago": round(time.monotonic() - contact.at, 3),
+            "checked_s_ago": round(time.monotonic() - contact.at, 3) if contact.at > float("-inf") else None,
         }
 
     async def _ask(self) -> None:
