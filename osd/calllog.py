@@ -17,27 +17,28 @@ class CallLog:
     def __init__(self, stream: TextIO, loop: asyncio.AbstractEventLoop) -> None:
         self._stream = stream
         self._loop = loop
-        self._lines: list[str] = []
-        self._scheduled = False
+        self._calls: list[tuple[float, str, str, float, int]] = []
         self._second = -1
         self._prefix = ""
 
     def __call__(self, identity: str, method: str, ms: float, code: int) -> None:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        outcome = f"error code={code}" if code else "ok"
-        self._lines.append(f"{self._prefix},{int((now - second) * 1000):03d} INFO osd.call: identity={identity} "
-                           f"method={method} ms={ms:.2f} outcome={outcome}\n")
-        if not self._scheduled:
-            self._scheduled = True
+        # Only record here: formatting happens in flush(), once per loop turn, in one tight loop.
+        if not self._calls:
             self._loop.call_soon(self.flush)
+        self._calls.append((time.time(), identity, method, ms, code))
 
     def flush(self) -> None:
-        self._scheduled = False
-        if self._lines:
-            self._stream.write("".join(self._lines))
-            self._lines.clear()
-            self._stream.flush()
+        if not self._calls:
+            return
+        lines = []
+        for now, identity, method, ms, code in self._calls:
+            second = int(now)
+            if second != self._second:
+                self._second = second
+                self._prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            outcome = f"error code={code}" if code else "ok"
+            lines.append(f"{self._prefix},{int((now - second) * 1000):03d} INFO osd.call: identity={identity} "
+                         f"method={method} ms={ms:.2f} outcome={outcome}\n")
+        self._calls.clear()
+        self._stream.write("".join(lines))
+        self._stream.flush()

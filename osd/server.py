@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import grp
 import logging
 import os
@@ -208,6 +209,7 @@ async def serve(config: Config, backend: Backend) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, acls.reload)
+        gc.freeze()  # start-up objects (pyroute2, nftables, the registry) leave the collector's scans
         notify("READY=1")
         log.info("ready: %s backend, %d methods, pid %d", backend.mode, len(core.registry), os.getpid())
         await stop.wait()

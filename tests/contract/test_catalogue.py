@@ -92,3 +92,12 @@ def test_proxy_upstreams_match_the_catalogue_meta() -> None:
     assert UPSTREAM_NAMESPACES == {"net": meta["upstream_net"]["namespace"], "vol": meta["upstream_vol"]["namespace"]}
     assert config.DEFAULT_UPSTREAM_NET == meta["upstream_net"]["socket"]
     assert config.DEFAULT_UPSTREAM_VOL == meta["upstream_vol"]["socket"]
+
+
+def test_native_backend_implements_every_method_but_the_mos_tier() -> None:
+    from osd import config
+    from osd.backends.native import create
+
+    handlers = set(create(config.load())._handlers)
+    expected = {s.name for s in REGISTRY if s.namespace in ("net", "vol") and s.tier.value != "mos"}
+    assert handlers == expected

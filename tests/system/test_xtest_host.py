@@ -25,7 +25,6 @@ from osd.xtest.record import RECORDS
 pytestmark = pytest.mark.root
 
 OSD = [sys.executable, "-m", "osd"]
-PENDING = "not implemented yet"  # what a method answers until its backend lands on main
 
 
 def assert_lab_gone(doc: dict[str, Any]) -> None:
@@ -53,10 +52,7 @@ def test_host_profile_passes(tmp_path: Path) -> None:
         "net.ovs", "net.flows", "net.datapath", "net.ovs.conntrack", "net.ovs.conntrack.stats",
         "net.ovs.conntrack.flush"}
     failed = {m: e["detail"] for m, e in methods.items() if e["outcome"] == "failed"}
-    real = {m: d for m, d in failed.items() if PENDING not in d}
-    assert not real, f"{out.stdout}\n{out.stderr[-3000:]}"
-    if failed:  # only methods whose backend has not landed yet (or that wait for one)
-        pytest.xfail(f"{len(failed)} methods wait for their backend: {', '.join(sorted(failed))}")
+    assert not failed, f"{failed}\n{out.stdout}\n{out.stderr[-3000:]}"
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == "RESULT: PASS", out.stdout
     unsupported = {m for m, e in methods.items() if e["outcome"] == "unsupported"}
     assert unsupported == {"vol.list_md_arrays", "vol.md_detail", "vol.create_md_array", "vol.stop_md_array"}
