@@ -137,11 +137,14 @@ def main() -> None:
     acl.chmod(0o600)
     sockets = {"osd": str(work / "osd.sock"), "bare": str(work / "bare.sock")}
     log = open(work / "osd.log", "wb")
+    # As root, both servers get an empty network namespace of their own: the native backend
+    # would otherwise set up its nftables table on the host. The Unix sockets work across it.
+    isolate = ["unshare", "--net"] if os.geteuid() == 0 else []
     procs = {
-        "osd": subprocess.Popen([sys.executable, "-m", "osd", "serve", "--socket", sockets["osd"],
+        "osd": subprocess.Popen([*isolate, sys.executable, "-m", "osd", "serve", "--socket", sockets["osd"],
                                  "--state-dir", str(work / "state"), "--acl", str(acl)],
                                 stdout=log, stderr=log, cwd=REPO),
-        "bare": subprocess.Popen([sys.executable, "-c", BARE_SERVER, sockets["bare"]]),
+        "bare": subprocess.Popen([*isolate, sys.executable, "-c", BARE_SERVER, sockets["bare"]]),
     }
     try:
         for name, proc in procs.items():
