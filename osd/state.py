@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import KernelError
+
 FORMAT = "osd-state"
 
 
@@ -53,11 +55,20 @@ class StateFile:
         return data
 
     def save(self, data: dict[str, Any]) -> None:
-        """Replace the stored data atomically (temp file, fsync, rename, directory fsync)."""
+        """Replace the stored data atomically (temp file, fsync, rename, directory fsync).
+
+        Raises KernelError(errno, "write PATH") when the file cannot be written (a full or
+        read-only disk): a write method reports it like any other refusal of the host, and
+        the old content stays.
+        """
         doc = {"format": FORMAT, "kind": self.kind, "version": self.version, "data": data}
         # No indent: with one, json uses its pure-Python encoder, 20x slower (a record of
         # 1000 firewall rules: 23.6 ms against 1.1 ms, measured).
-        write_atomic(self.path, (json.dumps(doc, sort_keys=True) + "\n").encode())
+        content = (json.dumps(doc, sort_keys=True) + "\n").encode()
+        try:
+            write_atomic(self.path, content)
+        except OSError as exc:
+            raise KernelError(exc.errno or 0, f"write {self.path}") from exc
 
 
 def write_atomic(path: str | os.PathLike[str], content: bytes) -> None:

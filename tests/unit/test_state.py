@@ -1,11 +1,19 @@
-"""Atomic versioned state files: round trip, refusal of corrupt or foreign files, no temp leftovers."""
+"""Atomic versioned state files: round trip, refusal of corrupt or foreign files, no temp leftovers,
+and a failed write reported as an osd error."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
+from osd.backends.native.net.firewall import NetfilterService
+from osd.backends.native.vol.mounts import MountRecords
+from osd.config import Config, ServerConfig
+from osd.errors import KernelError
 from osd.state import StateError, StateFile
 
 
@@ -40,3 +48,30 @@ def test_failed_write_leaves_old_content_and_no_temp_file(tmp_path: Path) -> Non
         state.save({"mounts": {"/b": object()}})
     assert state.load() == {"mounts": {"/a": 1}}
     assert [p.name for p in tmp_path.iterdir()] == ["vol.json"]
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """A state directory that cannot be created, even by root: its parent is a regular file."""
+    (tmp_path / "file").write_text("")
+    return tmp_path / "file" / "state"
+
+
+def test_a_failed_write_is_an_osd_error_naming_the_file(tmp_path: Path) -> None:
+    state = StateFile(unwritable_dir(tmp_path), "net")
+    with pytest.raises(KernelError) as err:
+        state.save({})
+    assert err.value.data == {"errno": errno.ENOTDIR, "strerror": os.strerror(errno.ENOTDIR),
+                              "op": f"write {state.path}"}
+
+
+def test_services_report_a_failed_state_write_as_kernel_error_and_keep_their_records(tmp_path: Path) -> None:
+    """Before, vol.mount's record and the firewall's record let the OSError through (-32603)."""
+    config = Config(server=ServerConfig(state_dir=str(unwritable_dir(tmp_path))))
+    records = MountRecords(config.server.state_dir)
+    with pytest.raises(KernelError):
+        records.put("/mnt/x", {"source": "/dev/loop9"})
+    assert records.entries == {}
+    firewall = NetfilterService(config)
+    with pytest.raises(KernelError):
+        asyncio.run(firewall.add_rule(port=22, proto="tcp"))
+    assert firewall._entries == {}

@@ -23,7 +23,7 @@ from collections import defaultdict
 from typing import Any
 
 from ....config import Config
-from ....errors import NotFound, OsdError, Timeout
+from ....errors import KernelError, NotFound, OsdError, Timeout
 from ....methods import net
 from ....state import StateError, StateFile
 from ..impl import Implementations, Service
@@ -292,8 +292,8 @@ class LeaseService(Service):
         try:
             self._state.save({"interfaces": {
                 name: {"lease": lease.raw if (lease := self._applied.get(name)) else None} for name in self._clients}})
-        except OSError as exc:
-            log.error("dhcp4: cannot record leases in %s: %s", self._state.path, exc)
+        except KernelError as exc:
+            log.error("dhcp4: cannot record leases in %s: %s", self._state.path, exc.message)
 
     def _dhcp4_report(self, name: str, now: float) -> dict[str, Any] | None:
         client = self._clients.get(name)

@@ -16,7 +16,6 @@ import asyncio
 import os
 from typing import Any
 
-from ....errors import KernelError
 from ....state import StateError, StateFile
 from ..impl import Implementations, Service
 
@@ -73,8 +72,5 @@ class Managed(Service):
             updated.pop(name, None)
         else:
             updated[name] = record
-        try:
-            self._file.save({**self._tables, table: updated})
-        except OSError as exc:
-            raise KernelError(exc.errno or 0, f"write {self._file.path}") from exc
+        self._file.save({**self._tables, table: updated})
         self._tables[table] = updated

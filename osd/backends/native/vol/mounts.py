@@ -37,15 +37,20 @@ class MountRecords:
         self.entries = dict(self.file.load().get("mounts", {}))
 
     def put(self, target: str, entry: dict[str, Any]) -> None:
-        self.entries[target] = entry
-        self.file.save({"mounts": self.entries})
+        """Record ``entry`` at ``target``. Raises KernelError when the state file cannot be
+        written; the records are then unchanged."""
+        self._save({**self.entries, target: entry})
 
     def drop(self, target: str) -> bool:
+        """Forget ``target``; False when it was not recorded. Raises KernelError like put()."""
         if target not in self.entries:
             return False
-        del self.entries[target]
-        self.file.save({"mounts": self.entries})
+        self._save({t: e for t, e in self.entries.items() if t != target})
         return True
+
+    def _save(self, entries: dict[str, dict[str, Any]]) -> None:
+        self.file.save({"mounts": entries})
+        self.entries = entries
 
 
 def mount_entry(mount: mountinfo.Mount, managed: bool) -> dict[str, Any]:
