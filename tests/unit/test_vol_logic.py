@@ -1,12 +1,14 @@
-"""The vol backend's decisions without a kernel: the guard's rules, free extents, topologies."""
+"""The vol backend's decisions without a kernel: the guard's rules, free extents, topologies, job starts."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from osd.backends.native.vol import filesystems, partitions, topology
+from osd import tools
+from osd.backends.native.vol import filesystems, maintenance, partitions, topology
 from osd.backends.native.vol.blockdev import Storage
 from osd.backends.native.vol.guard import Guard, busy_reason
 from osd.backends.native.vol.probe import Probe
@@ -185,3 +187,38 @@ def test_a_partition_is_removed_again_when_a_later_step_fails(monkeypatch: pytes
     assert calls[-3:] == [["partx", "-d", "--nr", "1", "/dev/loop9"],
                           ["sfdisk", "--no-reread", "--no-tell-kernel", "-q", "--delete", "/dev/loop9", "1"],
                           ["wipefs", "-a", "-q", "/dev/loop9"]]
+
+
+class _Where:
+    """A BtrfsPath stand-in: the filesystem every path below is on."""
+
+    def __init__(self, path: str) -> None:
+        self.uuid, self.target = "fs-1", "/mnt/fs"
+
+
+@pytest.mark.parametrize("method, status", [("scrub_start", "status:\tnever\n"), ("balance_start", "")])
+def test_concurrent_starts_start_one_job(monkeypatch: pytest.MonkeyPatch, method: str, status: str) -> None:
+    """Two starts at once: one starts the job, the other finds it running (changed false).
+    Before, both passed the "nothing runs" check while the status tool ran, and both started one."""
+    started: list[tuple[str, ...]] = []
+
+    async def run(argv: list[str], **kwargs: object) -> tools.Result:
+        if "start" in argv:
+            started.append(tuple(argv))
+            await asyncio.sleep(0.2)
+        else:
+            await asyncio.sleep(0.01)  # the status tool: other calls run meanwhile
+        return tools.Result(tuple(argv), 0, status, "")
+
+    monkeypatch.setattr(maintenance, "BtrfsPath", _Where)
+    monkeypatch.setattr(tools, "run", run)
+    service = maintenance.MaintenanceService(None)  # type: ignore[arg-type]
+
+    async def scenario() -> list[dict[str, object]]:
+        results = await asyncio.gather(*(getattr(service, method)("/mnt/fs/a") for _ in range(2)))
+        await service.close()
+        return list(results)
+
+    results = asyncio.run(scenario())
+    assert sorted(r["changed"] for r in results) == [False, True]
+    assert len(started) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .... import tools
@@ -23,11 +24,11 @@ class MaintenanceService(Service):
     def __init__(self, ctx: VolContext) -> None:
         self.ctx = ctx
         self.jobs = Jobs()
-
+        # A start checks that no job runs, then starts one: two calls must not both pass the check.
+        self._starting = asyncio.Lock()
 
     async def close(self) -> None:
         await self.jobs.close()
-
 
     @staticmethod
     def _key(where: BtrfsPath) -> str:
@@ -48,11 +49,12 @@ class MaintenanceService(Service):
         """Start a scrub of the filesystem holding ``path``. Idempotent: a scrub already running
         (ours or another's) is changed=false. Raises NotFound, InvalidParams (not btrfs)."""
         where = BtrfsPath(path)
-        job = self.jobs.get("scrub", self._key(where))
-        if (job and job.running) or (await self._scrub(where))["status"] == "running":
-            return {"changed": False, "path": where.target, "running": True}
-        # -R: the final figures in the job's own output, in the format of 'scrub status -R'
-        self.jobs.start("scrub", self._key(where), ["btrfs", "scrub", "start", "-B", "-R", where.target])
+        async with self._starting:
+            job = self.jobs.get("scrub", self._key(where))
+            if (job and job.running) or (await self._scrub(where))["status"] == "running":
+                return {"changed": False, "path": where.target, "running": True}
+            # -R: the final figures in the job's own output, in the format of 'scrub status -R'
+            self.jobs.start("scrub", self._key(where), ["btrfs", "scrub", "start", "-B", "-R", where.target])
         return {"changed": True, "path": where.target, "running": True}
 
     @implements(vol.SCRUB_STATUS)
@@ -77,9 +79,6 @@ class MaintenanceService(Service):
         """Start a balance (``filters`` per chunk type, e.g. {"data": "usage=50"}; none: a full
         balance). Idempotent: a balance already running or paused is changed=false."""
         where = BtrfsPath(path)
-        job = self.jobs.get("balance", self._key(where))
-        if (job and job.running) or (await self._balance(where))["status"] != "none":
-            return {"changed": False, "path": where.target, "running": True}
         argv = ["btrfs", "balance", "start"]
         for kind, value in (filters or {}).items():
             argv.append(_FILTER_FLAGS[kind] + value)
@@ -87,7 +86,11 @@ class MaintenanceService(Service):
             argv.append("--full-balance")  # otherwise btrfs-progs waits 10 s to let a human cancel
         elif "system" in filters:
             argv.append("--force")  # btrfs-progs wants it for system chunk filters
-        self.jobs.start("balance", self._key(where), [*argv, where.target])
+        async with self._starting:
+            job = self.jobs.get("balance", self._key(where))
+            if (job and job.running) or (await self._balance(where))["status"] != "none":
+                return {"changed": False, "path": where.target, "running": True}
+            self.jobs.start("balance", self._key(where), [*argv, where.target])
         return {"changed": True, "path": where.target, "running": True}
 
     @implements(vol.BALANCE_STATUS)
