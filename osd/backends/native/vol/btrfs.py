@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from .... import tools
-from ....errors import Conflict, InvalidParams, NotFound
+from ....errors import Conflict, InvalidParams, NotFound, ToolFailed
 from ....methods import vol
 from ..impl import Implementations, Service
 from . import blockdev, btrfs_text, filesystems, mountinfo, probe, sysfs
@@ -53,12 +53,14 @@ async def subvolume_info(path: str) -> dict[str, Any]:
 
 
 async def qgroups(target: str) -> dict[int, dict[str, int | None]] | None:
-    """Level-0 qgroups of the filesystem mounted at ``target``; None when quotas are off."""
+    """Level-0 qgroups of the filesystem mounted at ``target``; None when quotas are off.
+
+    Raises ToolFailed for any other failure of ``btrfs qgroup show``."""
     result = await tools.run(["btrfs", "qgroup", "show", "-re", "--raw", target], ok=(0, 1), deadline_s=60)
     if result.returncode != 0:
         if "not enabled" in result.stderr:
             return None
-        await tools.run(["btrfs", "qgroup", "show", "-re", "--raw", target], deadline_s=60)  # raises ToolFailed
+        raise ToolFailed(list(result.argv), result.returncode, result.stderr)
     return btrfs_text.parse_qgroups(result.stdout)
 
 
