@@ -99,9 +99,6 @@ class Overview(Service):
     def __init__(self, services: list[Any]) -> None:
         self._services = services
 
-
-
-
     @implements(net_methods.VERIFY)
     async def verify(self) -> dict[str, Any]:
         """Every managed object compared with the kernel; read-only."""

@@ -65,8 +65,6 @@ class Bridges(Service):
             except OsdError as exc:
                 log.error("cannot re-create recorded bridge %s: %s", name, exc.message)
 
-
-
     async def drift(self) -> list[dict[str, Any]]:
         """Recorded bridges missing from the kernel (actual null) or differing from their record."""
         drift = []

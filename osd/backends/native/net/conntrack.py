@@ -101,9 +101,6 @@ class ConntrackService(Service):
     namespace = "net"
     implementations = implements
 
-
-
-
     async def checks(self) -> list[dict[str, Any]]:
         try:
             stats = await self.stats()

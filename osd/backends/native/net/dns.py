@@ -82,9 +82,6 @@ class Dns(Service):
     namespace = "net"
     implementations = implements
 
-
-
-
     @implements(net.DNS)
     async def dns(self) -> dict[str, Any]:
         """The resolver configuration in effect (see the module docstring). Read-only."""

@@ -194,7 +194,6 @@ class Kernel(Service):
             log.error("cannot undo the creation of %s: %s", name, exc.message)
 
 
-
 def kind_of(msg: Message) -> str | None:
     """The link's IFLA_INFO_KIND ("bridge", "veth", "tun", ...), or None for a physical link."""
     kind = msg.get(("linkinfo", "kind"))

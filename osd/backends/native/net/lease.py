@@ -93,7 +93,6 @@ class LeaseService(Service):
             task.cancel()
         self.autoconf.close()
 
-
     # ------------------------------------------------------------ methods
     @implements(net.LEASE)
     async def lease(self, interface: str | None = None) -> list[dict[str, Any]]:

@@ -24,9 +24,6 @@ class Links(Service):
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-
-
-
     @implements(net.INTERFACES)
     async def interfaces(self, name: str | None = None) -> list[dict[str, Any]]:
         """Every link (or the one named) with its addresses, in ifindex order: {name, index,

@@ -62,8 +62,6 @@ class Managed(Service):
                 raise StateError(f"state file {self._file.path}: '{table}' must map names to objects")
             self._tables[table] = dict(records)
 
-
-
     def put(self, table: str, name: str, record: Record | None) -> None:
         """Record ``name`` (or forget it, with None) and persist. Raises KernelError when the
         state file cannot be written; the records are then unchanged."""

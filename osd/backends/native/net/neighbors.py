@@ -18,9 +18,6 @@ class Neighbors(Service):
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-
-
-
     @implements(net.NEIGHBORS)
     async def neighbors(self, interface: str | None = None, family: str | None = None) -> list[dict[str, Any]]:
         """Neighbour entries, of one interface and/or family if given: {family, address,

@@ -100,9 +100,6 @@ class Routes(Service):
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-
-
-
     @implements(net.ROUTES)
     async def routes(self, family: str | None = None, table: int | str | None = None) -> list[dict[str, Any]]:
         """Routes of one table (main when absent), IPv4 then IPv6, in kernel order: {family,

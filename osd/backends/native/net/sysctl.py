@@ -52,9 +52,6 @@ class Sysctl(Service):
     def __init__(self, root: Path = PROC_NET) -> None:
         self.root = root
 
-
-
-
     @implements(net.SYSCTL)
     async def sysctl(self, interface: str | None = None) -> dict[str, Any]:
         """Global IPv4/IPv6 forwarding and, per interface (or the one named), forwarding

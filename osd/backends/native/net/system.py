@@ -88,8 +88,6 @@ class System(Service):
     async def start(self) -> None:
         self.started = time.monotonic()
 
-
-
     @implements(net.STATUS)
     async def status(self) -> dict[str, Any]:
         """pid, uptime_s, mode, version, hostname and the node's addresses, without loopback

@@ -84,8 +84,6 @@ class Taps(Service):
             except OsdError as exc:
                 log.error("cannot restore recorded tap %s: %s", name, exc.message)
 
-
-
     async def _present(self) -> dict[str, Message]:
         """The link of every recorded tap present in the kernel, by name (one request each:
         far cheaper than a dump on a node with thousands of links)."""

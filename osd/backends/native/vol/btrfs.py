@@ -78,9 +78,6 @@ class BtrfsService(Service):
     def __init__(self, ctx: VolContext) -> None:
         self.ctx = ctx
 
-
-
-
     # ------------------------------------------------------------ read
     def _default_path(self) -> str:
         """The mount point of the filesystem labelled <prefix>DATA (its top level preferred)."""

@@ -26,9 +26,6 @@ class DiskService(Service):
         self.ctx = ctx
         self.records = records
 
-
-
-
     # ------------------------------------------------------------ read
     @staticmethod
     def _disks(st: Storage) -> list[dict[str, Any]]:

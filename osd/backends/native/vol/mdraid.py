@@ -52,9 +52,6 @@ class MdService(Service):
     def __init__(self, ctx: VolContext) -> None:
         self.ctx = ctx
 
-
-
-
     def _array(self, st: Any, device: str) -> str:
         name = self.ctx.device_name(st, device)
         if not os.path.isdir(f"{sysfs.SYSFS}/block/{name}/md"):

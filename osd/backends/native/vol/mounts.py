@@ -89,8 +89,6 @@ class MountService(Service):
         self.records.load()
         await self.reconcile()
 
-
-
     async def reconcile(self) -> None:
         """Re-mount persisted mounts missing from mountinfo; prune those whose source is gone."""
         mounts = {m.target for m in mountinfo.read_mounts()}
