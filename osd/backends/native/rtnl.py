@@ -335,15 +335,3 @@ async def interfaces(name: str | None = None) -> list[dict[str, Any]]:
     """Rtnl.interfaces on a socket opened for this call, in the caller's namespace."""
     async with Rtnl() as nl:
         return await nl.interfaces(name)
-
-
-async def routes(family: str | None = None, table: int = RT_TABLE_MAIN) -> list[dict[str, Any]]:
-    """Rtnl.routes on a socket opened for this call, in the caller's namespace."""
-    async with Rtnl() as nl:
-        return await nl.routes(family, table)
-
-
-async def neighbors(interface: str | None = None, family: str | None = None) -> list[dict[str, Any]]:
-    """Rtnl.neighbors on a socket opened for this call, in the caller's namespace."""
-    async with Rtnl() as nl:
-        return await nl.neighbors(interface, family)

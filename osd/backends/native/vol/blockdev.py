@@ -96,13 +96,13 @@ def _expand(names: set[str], devices: dict[str, BlockDev]) -> set[str]:
     return seen
 
 
-async def scan(*, only: str | None = None, probe_devices: bool = True, partitions_only: bool = False) -> Storage:
+async def scan(*, probe_devices: bool = True, partitions_only: bool = False) -> Storage:
     """The storage picture; raises NotSupported without blkid.
 
-    ``only`` limits it to one disk and its partitions; ``partitions_only`` probes partitions
-    and leaves whole disks unprobed (enough for list_partitions, not for the guard).
+    ``partitions_only`` probes partitions and leaves whole disks unprobed (enough for
+    list_partitions, not for the guard).
     """
-    devices = sysfs.scan(only=only)
+    devices = sysfs.scan()
     mounts = mountinfo.read_mounts()
     btrfs = sysfs.btrfs_members()
     mounted: dict[str, list[str]] = {}
@@ -123,9 +123,8 @@ async def scan(*, only: str | None = None, probe_devices: bool = True, partition
         missing = [d.path for d in wanted if d.path not in by_path]
         by_path.update(await probe.blkid(missing))
         probes = {path.removeprefix("/dev/"): p for path, p in by_path.items()}
-    all_devices = devices if only is None else sysfs.scan()
     return Storage(devices=devices, probes=probes, mounts=mounts, mounted=mounted, swaps=swaps,
-                   root=_expand(root, all_devices), btrfs=btrfs, mount_types=mount_types)
+                   root=_expand(root, devices), btrfs=btrfs, mount_types=mount_types)
 
 
 # ---------------------------------------------------------------- answers

@@ -22,8 +22,9 @@ class VolContext:
         # One write at a time: a destructive call's guard check and its action must see the same host.
         self.lock = asyncio.Lock()
 
-    async def scan(self, *, only: str | None = None, probe: bool = True, partitions_only: bool = False) -> Storage:
-        return await blockdev.scan(only=only, probe_devices=probe, partitions_only=partitions_only)
+    async def scan(self, *, probe: bool = True, partitions_only: bool = False) -> Storage:
+        """A fresh storage picture (see blockdev.scan); raises NotSupported without blkid."""
+        return await blockdev.scan(probe_devices=probe, partitions_only=partitions_only)
 
     @staticmethod
     def device_name(st: Storage, path: str, param: str = "device") -> str:

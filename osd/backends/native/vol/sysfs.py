@@ -37,10 +37,6 @@ class BlockDev:
     def path(self) -> str:
         return f"/dev/{self.name}"
 
-    @property
-    def devno(self) -> str:
-        return f"{self.major}:{self.minor}"
-
 
 def _read(path: Path) -> str | None:
     try:
