@@ -145,18 +145,15 @@ class Kernel(Service):
 
     async def link(self, name: str) -> Message | None:
         """The link called ``name``, or None when there is none."""
-        try:
-            (msg,) = await self.request(f"get link {name}", "link", "get", ifname=name)
-        except KernelError as exc:
-            if errno_of(exc) == errno.ENODEV:
-                return None
-            raise
-        return msg
+        return await self._get_link(f"get link {name}", ifname=name)
 
     async def link_by_index(self, index: int) -> Message | None:
         """The link with this ifindex, or None when there is none."""
+        return await self._get_link(f"get link {index}", index=index)
+
+    async def _get_link(self, op: str, **key: Any) -> Message | None:
         try:
-            (msg,) = await self.request(f"get link {index}", "link", "get", index=index)
+            (msg,) = await self.request(op, "link", "get", **key)
         except KernelError as exc:
             if errno_of(exc) == errno.ENODEV:
                 return None
