@@ -37,7 +37,7 @@ from .nft_model import (
     FAMILY, TABLE, Dnat, Entry, FirewallRule, Snat, add_rule, delete_rule, from_record, rebuild, table_ref,
 )
 from .nft_text import ruleset_view
-from .sysctl import PROC_NET, read_flag
+from .sysctl import forwarding
 
 log = logging.getLogger("osd.net.firewall")
 implements = Implementations()
@@ -134,10 +134,8 @@ class NetfilterService(Service):
             return [{**entry.describe(), "present": all((chain, entry.id) in found for chain, _ in entry.placements())}
                     for entry in self._entries.values() if isinstance(entry, cls)]
 
-        return {"ipv4_forward": read_flag(PROC_NET / "ipv4" / "ip_forward"),
-                "ipv6_forward": read_flag(PROC_NET / "ipv6" / "conf" / "all" / "forwarding"),
-                "input_policy": self._policy, "table": f"{FAMILY} {TABLE}", "table_present": listing is not None,
-                "dnat": described(Dnat), "snat": described(Snat)}
+        return {**forwarding(), "input_policy": self._policy, "table": f"{FAMILY} {TABLE}",
+                "table_present": listing is not None, "dnat": described(Dnat), "snat": described(Snat)}
 
     # ------------------------------------------------------------ write methods
     @implements(net.FIREWALL_ADD_RULE)

@@ -34,6 +34,12 @@ def read_flag(path: Path) -> bool:
         raise KernelError(exc.errno or 0, f"read {path}") from exc
 
 
+def forwarding(root: Path = PROC_NET) -> dict[str, bool]:
+    """The global switches: {ipv4_forward, ipv6_forward}. Raises KernelError."""
+    return {"ipv4_forward": read_flag(root / "ipv4" / "ip_forward"),
+            "ipv6_forward": read_flag(root / "ipv6" / "conf" / "all" / "forwarding")}
+
+
 def interface_flags(name: str, root: Path = PROC_NET) -> dict[str, Any]:
     v4, v6 = root / "ipv4" / "conf" / name, root / "ipv6" / "conf" / name
     return {
@@ -69,8 +75,4 @@ class Sysctl(Service):
                 names = sorted(p.name for p in conf.iterdir() if p.name not in SPECIAL)
             except OSError as exc:
                 raise KernelError(exc.errno or 0, f"list {conf}") from exc
-        return {
-            "ipv4_forward": read_flag(self.root / "ipv4" / "ip_forward"),
-            "ipv6_forward": read_flag(self.root / "ipv6" / "conf" / "all" / "forwarding"),
-            "interfaces": [interface_flags(name, self.root) for name in names],
-        }
+        return {**forwarding(self.root), "interfaces": [interface_flags(name, self.root) for name in names]}
