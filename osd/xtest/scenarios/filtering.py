@@ -7,6 +7,7 @@ run tag and documentation ranges.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..engine import Scenarios, Trial
@@ -18,31 +19,49 @@ def _port(t: Trial, offset: int) -> int:
     return 40000 + int(t.name("")[-4:], 16) % 20000 + offset
 
 
-@scenario("firewall rules", methods=("net.firewall.add_rule", "net.firewall.remove_rule"))
-async def firewall(t: Trial) -> None:
-    add, remove = "net.firewall.add_rule", "net.firewall.remove_rule"
-    specs = [{"port": _port(t, 0), "proto": "tcp", "source": "198.51.100.0/24", "comment": f"osd xtest {t.name('')}"},
-             {"port": f"{_port(t, 1)}-{_port(t, 3)}", "proto": "udp", "family": "inet6"}]
+async def _add_twice(t: Trial, add: str, remove: str, spec: dict[str, Any]) -> str | None:
+    """Add ``spec`` (its removal registered as undo): changed true; again: changed false and
+    the same id. The id, or None when the add returned none."""
+    added = await t.call(add, spec)
+    if not t.expect(add, isinstance(added.get("id"), str), f"adding {spec} returns an id (got {added})"):
+        return None
+    t.undo(remove, {"id": added["id"]})
+    t.expect_changed(add, added, True, f"adding {spec}")
+    again = await t.call(add, spec)
+    t.expect_changed(add, again, False, f"adding {spec} again")
+    t.expect(add, again.get("id") == added["id"], f"the same entry keeps its id (got {again.get('id')})")
+    return str(added["id"])
+
+
+async def _add_list_remove(t: Trial, add: str, remove: str, specs: list[dict[str, Any]],
+                           listed: Callable[[], Awaitable[set[Any]]], where: str) -> None:
+    """Each spec added twice, listed by ``where``, removed (changed true), no longer listed,
+    and removed again (changed false)."""
     ids = []
     for spec in specs:
-        added = await t.call(add, spec)
-        if not t.expect(add, isinstance(added.get("id"), str), f"adding {spec} returns an id (got {added})"):
+        entry_id = await _add_twice(t, add, remove, spec)
+        if entry_id is None:
             return
-        t.undo(remove, {"id": added["id"]})
-        t.expect_changed(add, added, True, f"adding {spec}")
-        ids.append(added["id"])
-        again = await t.call(add, spec)
-        t.expect_changed(add, again, False, "adding the same rule again")
-        t.expect(add, again.get("id") == added["id"], f"the same rule keeps its id (got {again.get('id')})")
-    rules = (await t.call("net.firewall")).get("rules", [])
-    for rule_id in ids:
-        t.expect(add, any(r.get("id") == rule_id and r.get("managed") for r in rules),
-                 f"net.firewall shows the managed rule {rule_id}")
-    for rule_id in ids:
-        t.expect_changed(remove, await t.call(remove, {"id": rule_id}), True, f"removing {rule_id}")
-    rules = (await t.call("net.firewall")).get("rules", [])
-    t.expect(remove, not [r for r in rules if r.get("id") in ids], "net.firewall no longer shows the rules")
-    t.expect_changed(remove, await t.call(remove, {"id": ids[0]}), False, "removing a rule again")
+        ids.append(entry_id)
+    shown = await listed()
+    t.expect(add, all(i in shown for i in ids), f"{where} lists {ids}")
+    for entry_id in ids:
+        t.expect_changed(remove, await t.call(remove, {"id": entry_id}), True, f"removing {entry_id}")
+    shown = await listed()
+    t.expect(remove, not [i for i in ids if i in shown], f"{where} no longer lists {ids}")
+    t.expect_changed(remove, await t.call(remove, {"id": ids[0]}), False, f"removing {ids[0]} again")
+
+
+@scenario("firewall rules", methods=("net.firewall.add_rule", "net.firewall.remove_rule"))
+async def firewall(t: Trial) -> None:
+    specs = [{"port": _port(t, 0), "proto": "tcp", "source": "198.51.100.0/24", "comment": f"osd xtest {t.name('')}"},
+             {"port": f"{_port(t, 1)}-{_port(t, 3)}", "proto": "udp", "family": "inet6"}]
+
+    async def managed_rules() -> set[Any]:
+        return {r.get("id") for r in (await t.call("net.firewall")).get("rules", []) if r.get("managed")}
+
+    await _add_list_remove(t, "net.firewall.add_rule", "net.firewall.remove_rule", specs, managed_rules,
+                           "net.firewall (managed rules)")
 
 
 @scenario("NAT", methods=("net.nat.add_dnat", "net.nat.remove_dnat", "net.nat.add_snat", "net.nat.remove_snat"))
@@ -56,25 +75,12 @@ async def nat(t: Trial) -> None:
     snats = [{"source": "198.51.100.0/24", "out_interface": bridge},
              {"source": "192.0.2.0/24", "out_interface": bridge, "to_address": "203.0.113.5"}]
     for kind, specs in (("dnat", dnats), ("snat", snats)):
-        add, remove = f"net.nat.add_{kind}", f"net.nat.remove_{kind}"
-        ids = []
-        for spec in specs:
-            added = await t.call(add, spec)
-            if not t.expect(add, isinstance(added.get("id"), str), f"adding {spec} returns an id (got {added})"):
-                return
-            t.undo(remove, {"id": added["id"]})
-            t.expect_changed(add, added, True, f"adding {spec}")
-            ids.append(added["id"])
-            again = await t.call(add, spec)
-            t.expect(add, again.get("changed") is False and again.get("id") == added["id"],
-                     f"adding the same {kind} again: changed false, same id (got {again})")
-        listed = [x.get("id") for x in (await t.call("net.nat.status")).get(kind, [])]
-        t.expect(add, all(i in listed for i in ids), f"net.nat.status lists the {kind} entries {ids} (got {listed})")
-        for entry_id in ids:
-            t.expect_changed(remove, await t.call(remove, {"id": entry_id}), True, f"removing {entry_id}")
-        listed = [x.get("id") for x in (await t.call("net.nat.status")).get(kind, [])]
-        t.expect(remove, not [i for i in ids if i in listed], f"net.nat.status no longer lists {ids}")
-        t.expect_changed(remove, await t.call(remove, {"id": ids[0]}), False, f"removing {ids[0]} again")
+
+        async def entries(kind: str = kind) -> set[Any]:
+            return {x.get("id") for x in (await t.call("net.nat.status")).get(kind, [])}
+
+        await _add_list_remove(t, f"net.nat.add_{kind}", f"net.nat.remove_{kind}", specs, entries,
+                               f"net.nat.status ({kind})")
     await t.call("net.bridge.delete", {"name": bridge})
 
 
