@@ -99,9 +99,9 @@ class DiskService(Service):
         return topology.feasible(candidates, missing)
 
     def _whole_disk(self, st: Storage, path: str) -> str:
+        """The kernel name of disk ``path``; raises NotFound, InvalidParams (not a block device, or a partition)."""
         name = self.ctx.device_name(st, path, "disk")
-        if st.devices[name].disk is not None:
-            raise InvalidParams(f"{path} is a partition; name its disk", "/disk")
+        _require_disk(st, name, path)
         return name
 
     # ------------------------------------------------------------ write
@@ -118,8 +118,7 @@ class DiskService(Service):
         """
         async with self.ctx.lock:
             st, (name,) = await self.ctx.guarded([disk], "disk")
-            if st.devices[name].disk is not None:
-                raise InvalidParams(f"{disk} is a partition; name its disk", "/disk")
+            _require_disk(st, name, disk)
             p = st.probe(name)
             if p.error or (p.pt_type is None and p.fs_type):
                 raise Conflict("block device", disk, f"holds {p.what}; partitioning would destroy it")
@@ -177,3 +176,8 @@ class DiskService(Service):
             uuid = (await probe.blkid([path])).get(path)
         return {"changed": True, "device": device, "fs_type": fs_type, "uuid": uuid.fs_uuid if uuid else None}
 
+
+def _require_disk(st: Storage, name: str, path: str) -> None:
+    """Raises InvalidParams when ``name`` (asked for as ``path``) is a partition, not a disk."""
+    if st.devices[name].disk is not None:
+        raise InvalidParams(f"{path} is a partition; name its disk", "/disk")
