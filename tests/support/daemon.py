@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 
 from osd import methods
-from osd.client import Client
+from osd.client import Client, RpcError
 
 HERE = Path(__file__).resolve().parent
 FAKE_DAEMON = [sys.executable, str(HERE / "fake_daemon.py")]
@@ -139,6 +139,14 @@ class Daemon:
         if self.check_results:
             check_result(method, result)
         return result
+
+    def error(self, method: str, params: dict[str, Any] | None = None, **kwargs: Any) -> RpcError:
+        """The JSON-RPC error ``method`` answers; AssertionError when it succeeds instead."""
+        try:
+            result = self.call(method, params, **kwargs)
+        except RpcError as exc:
+            return exc
+        raise AssertionError(f"{method} {params} succeeded with {result!r:.300}; an error was expected")
 
     def curl(self, body: str, *, path: str = "/", extra: Sequence[str] = ()) -> tuple[int, str]:
         """POST ``body`` with curl over the socket: (HTTP status, response body)."""

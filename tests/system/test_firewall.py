@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from osd.client import RpcError
 from support.daemon import REAL_DAEMON, Daemon
 from support.netlab import NetLab
 from support.routerlab import RouterLab
@@ -42,12 +41,6 @@ def nft_table(lab: RouterLab, table: str = "osd") -> list[dict[str, Any]]:
 
 def comments(lab: RouterLab) -> list[str]:
     return [obj["rule"].get("comment") for obj in nft_table(lab) if "rule" in obj]
-
-
-def rpc_error(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
-    with pytest.raises(RpcError) as err:
-        daemon.call(method, params)
-    return err.value
 
 
 def test_drop_policy_blocks_until_a_rule_opens_the_port(lab: RouterLab, tmp_path: Path) -> None:
@@ -89,18 +82,18 @@ def test_ids_idempotency_conflicts_and_bad_input(lab: RouterLab) -> None:
         again = daemon.call("net.firewall.add_rule", {**params, "family": "inet", "source": "192.0.2.77/24"})
         assert again == {"id": first["id"], "changed": False}  # same rule, normalised
         assert comments(lab) == [first["id"]]
-        conflict = rpc_error(daemon, "net.firewall.add_rule", {**params, "comment": "other"})
+        conflict = daemon.error("net.firewall.add_rule", {**params, "comment": "other"})
         assert conflict.code == -32005 and conflict.data["name"] == first["id"]
 
         dnat = {"proto": "udp", "external_port": 5353, "internal_address": "198.51.100.2", "internal_port": 53}
         d1 = daemon.call("net.nat.add_dnat", dnat)
         assert daemon.call("net.nat.add_dnat", dnat) == {"id": d1["id"], "changed": False}
-        assert rpc_error(daemon, "net.nat.add_dnat", {**dnat, "internal_port": 54}).code == -32005
+        assert daemon.error("net.nat.add_dnat", {**dnat, "internal_port": 54}).code == -32005
         s1 = daemon.call("net.nat.add_snat", {"source": "192.0.2.0/24", "out_interface": lab.router_s,
                                               "to_address": lab.ROUTER_S4})
         assert daemon.call("net.nat.add_snat", {"source": "192.0.2.0/24", "out_interface": lab.router_s,
                                                 "to_address": lab.ROUTER_S4})["changed"] is False
-        assert rpc_error(daemon, "net.nat.add_snat", {"source": "192.0.2.0/24",
+        assert daemon.error("net.nat.add_snat", {"source": "192.0.2.0/24",
                                                       "out_interface": lab.router_s}).code == -32005
 
         before = nft_table(lab)
@@ -119,7 +112,7 @@ def test_ids_idempotency_conflicts_and_bad_input(lab: RouterLab) -> None:
             ("net.nat.remove_snat", {"id": "nonsense"}),
         ]
         for method, params in bad:
-            assert rpc_error(daemon, method, params).code == -32602, (method, params)
+            assert daemon.error(method, params).code == -32602, (method, params)
         assert nft_table(lab) == before  # nothing was applied
 
         unknown = "fw-0123456789abcdef"

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from osd.client import RpcError
 from support.daemon import REAL_DAEMON, Daemon
 from support.netlab import NetLab, Netns
 
@@ -29,12 +28,6 @@ def ns(lab: NetLab) -> Netns:
 def daemon(ns: Netns) -> Iterator[Daemon]:
     with Daemon(REAL_DAEMON, netns=ns.name) as d:
         yield d
-
-
-def error_of(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
-    with pytest.raises(RpcError) as err:
-        daemon.call(method, params)
-    return err.value
 
 
 def link(ns: Netns, name: str) -> dict[str, Any] | None:
@@ -93,9 +86,9 @@ def test_add_records_settings_and_is_idempotent(ns: Netns, daemon: Daemon) -> No
     assert link(ns, "br-s")["mtu"] == 9000
     for same in ({"name": "br-s"}, {"name": "br-s", "stp": True}, {"name": "br-s", "mtu": 9000, "vlan_filtering": False}):
         assert daemon.call("net.bridge.add", same) == {"changed": False, "name": "br-s"}
-    err = error_of(daemon, "net.bridge.add", {"name": "br-s", "stp": False})
+    err = daemon.error("net.bridge.add", {"name": "br-s", "stp": False})
     assert err.code == -32005 and err.data["kind"] == "bridge"
-    assert error_of(daemon, "net.bridge.add", {"name": "pt-s"}).code == -32005
+    assert daemon.error("net.bridge.add", {"name": "pt-s"}).code == -32005
     ns.ip("link", "add", "br-x", "type", "bridge")  # not made by osd
     assert daemon.call("net.bridge.add", {"name": "br-x"}) == {"changed": False, "name": "br-x"}
     listed = {b["name"]: b for b in daemon.call("net.bridge")}
@@ -103,7 +96,7 @@ def test_add_records_settings_and_is_idempotent(ns: Netns, daemon: Daemon) -> No
                               "mtu": 9000, "managed": True}
     assert listed["br-x"]["managed"] is False
     assert daemon.call("net.bridge", {"name": "br-x"}) == [listed["br-x"]]
-    assert error_of(daemon, "net.bridge", {"name": "pt-s"}).code == -32004
+    assert daemon.error("net.bridge", {"name": "pt-s"}).code == -32004
 
 
 def test_vlan_filtering_answers_as_the_kernel_does(lab: NetLab, ns: Netns, daemon: Daemon) -> None:
@@ -113,7 +106,7 @@ def test_vlan_filtering_answers_as_the_kernel_does(lab: NetLab, ns: Netns, daemo
         assert daemon.call("net.bridge.add", {"name": "br-v", "vlan_filtering": True})["changed"] is True
         assert link(ns, "br-v")["linkinfo"]["info_data"]["vlan_filtering"] == 1
         return
-    err = error_of(daemon, "net.bridge.add", {"name": "br-v", "vlan_filtering": True})
+    err = daemon.error("net.bridge.add", {"name": "br-v", "vlan_filtering": True})
     assert err.code == -32010 and "EOPNOTSUPP" in err.data["reason"] and "VLAN filtering" in err.data["reason"]
     assert link(ns, "br-v") is None
     assert daemon.call("net.bridge") == []
@@ -125,11 +118,11 @@ def test_delete(ns: Netns, daemon: Daemon) -> None:
     assert link(ns, "br-d") is None
     assert daemon.call("net.bridge.delete", {"name": "br-d"}) == {"changed": False}
     ns.ip("link", "add", "vd-a", "type", "veth", "peer", "vd-b")
-    err = error_of(daemon, "net.bridge.delete", {"name": "vd-a"})
+    err = daemon.error("net.bridge.delete", {"name": "vd-a"})
     assert err.code == -32005 and link(ns, "vd-a") is not None
     daemon.call("net.bridge.add", {"name": "br-t"})
     daemon.call("net.vm.create_tap", {"name": "tp-d", "bridge": "br-t"})
-    err = error_of(daemon, "net.bridge.delete", {"name": "br-t"})
+    err = daemon.error("net.bridge.delete", {"name": "br-t"})
     assert err.code == -32005 and "tp-d" in err.data["reason"] and link(ns, "br-t") is not None
 
 
@@ -137,21 +130,21 @@ def test_port_errors(ns: Netns, daemon: Daemon) -> None:
     daemon.call("net.bridge.add", {"name": "br-p"})
     daemon.call("net.bridge.add", {"name": "br-q"})
     ns.ip("link", "add", "pe-a", "type", "veth", "peer", "pe-b")
-    err = error_of(daemon, "net.bridge.add_port", {"bridge": "br-none", "interface": "pe-a"})
+    err = daemon.error("net.bridge.add_port", {"bridge": "br-none", "interface": "pe-a"})
     assert err.code == -32004 and err.data == {"kind": "bridge", "name": "br-none"}
-    err = error_of(daemon, "net.bridge.add_port", {"bridge": "pe-b", "interface": "pe-a"})
+    err = daemon.error("net.bridge.add_port", {"bridge": "pe-b", "interface": "pe-a"})
     assert err.code == -32004 and err.data["kind"] == "bridge"
-    err = error_of(daemon, "net.bridge.add_port", {"bridge": "br-p", "interface": "pe-none"})
+    err = daemon.error("net.bridge.add_port", {"bridge": "br-p", "interface": "pe-none"})
     assert err.code == -32004 and err.data == {"kind": "interface", "name": "pe-none"}
     daemon.call("net.bridge.add_port", {"bridge": "br-p", "interface": "pe-a"})
-    err = error_of(daemon, "net.bridge.add_port", {"bridge": "br-q", "interface": "pe-a"})
+    err = daemon.error("net.bridge.add_port", {"bridge": "br-q", "interface": "pe-a"})
     assert err.code == -32005 and "br-p" in err.data["reason"] and link(ns, "pe-a")["master"] == "br-p"
     assert daemon.call("net.bridge.remove_port", {"bridge": "br-q", "interface": "pe-a"}) == {"changed": False}
     assert link(ns, "pe-a")["master"] == "br-p"
-    assert error_of(daemon, "net.bridge.remove_port", {"bridge": "br-q", "interface": "pe-none"}).code == -32004
-    err = error_of(daemon, "net.bridge.connect", {"bridge_a": "br-p", "bridge_b": "br-p"})
+    assert daemon.error("net.bridge.remove_port", {"bridge": "br-q", "interface": "pe-none"}).code == -32004
+    err = daemon.error("net.bridge.connect", {"bridge_a": "br-p", "bridge_b": "br-p"})
     assert err.code == -32602
-    assert error_of(daemon, "net.bridge.connect", {"bridge_a": "br-p", "bridge_b": "br-none"}).code == -32004
-    assert error_of(daemon, "net.bridge.add", {"name": "bad/name"}).code == -32602
-    assert error_of(daemon, "net.bridge.add", {"name": "br-m", "mtu": 20}).code == -32602
+    assert daemon.error("net.bridge.connect", {"bridge_a": "br-p", "bridge_b": "br-none"}).code == -32004
+    assert daemon.error("net.bridge.add", {"name": "bad/name"}).code == -32602
+    assert daemon.error("net.bridge.add", {"name": "br-m", "mtu": 20}).code == -32602
 

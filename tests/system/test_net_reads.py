@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from osd.backends.native.net.system import network_params
-from osd.client import RpcError
 from support.daemon import REAL_DAEMON, Daemon
 from support.netlab import NetLab, Netns
 
@@ -37,12 +36,6 @@ def ns(lab: NetLab) -> Netns:
 def daemon(ns: Netns) -> Iterator[Daemon]:
     with Daemon(REAL_DAEMON, netns=ns.name) as d:
         yield d
-
-
-def error_of(daemon: Daemon, method: str, params: dict[str, Any] | None = None) -> RpcError:
-    with pytest.raises(RpcError) as err:
-        daemon.call(method, params)
-    return err.value
 
 
 def ip_interface(link: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +91,7 @@ def test_interface_by_name_and_a_missing_one(ns: Netns, daemon: Daemon) -> None:
     (port,) = ns.ip_json("-d", "addr", "show", "dev", "ve-a")
     assert daemon.call("net.interfaces", {"name": "ve-a"}) == [ip_interface(port)]
     assert daemon.call("net.interfaces", {"name": "ve-a"})[0]["master"] == "br-r"
-    err = error_of(daemon, "net.interfaces", {"name": "nosuch0"})
+    err = daemon.error("net.interfaces", {"name": "nosuch0"})
     assert err.code == -32004 and err.data == {"kind": "interface", "name": "nosuch0"}
 
 
@@ -150,7 +143,7 @@ def test_neighbors_after_a_ping(lab: NetLab, ns: Netns, daemon: Daemon) -> None:
     assert daemon.call("net.neighbors", {"family": "inet6", "interface": "nb-in"}) == [
         n for n in daemon.call("net.neighbors", {"interface": "nb-in"}) if n["family"] == "inet6"
     ]
-    assert error_of(daemon, "net.neighbors", {"interface": "nosuch0"}).code == -32004
+    assert daemon.error("net.neighbors", {"interface": "nosuch0"}).code == -32004
 
 
 def test_sysctl_per_interface(lab: NetLab, ns: Netns, daemon: Daemon) -> None:
@@ -169,7 +162,7 @@ def test_sysctl_per_interface(lab: NetLab, ns: Netns, daemon: Daemon) -> None:
     assert by_name["ve-a"] == {"name": "ve-a", "forwarding": True, "forwarding6": False, "proxy_arp": True,
                                "proxy_ndp": True}
     assert by_name["ve-b"]["forwarding6"] is True and by_name["ve-b"]["proxy_arp"] is False
-    assert error_of(daemon, "net.sysctl", {"interface": "nosuch0"}).code == -32004
+    assert daemon.error("net.sysctl", {"interface": "nosuch0"}).code == -32004
 
 
 def test_dns_reads_the_resolv_conf_in_effect(ns: Netns) -> None:
@@ -234,5 +227,5 @@ def test_bad_input_is_refused_before_anything_runs(daemon: Daemon) -> None:
         ("net.sysctl", {"interface": ".."}),
         ("net.interfaces", {"nosuch": 1}),
     ]:
-        assert error_of(daemon, method, params).code == -32602, (method, params)
+        assert daemon.error(method, params).code == -32602, (method, params)
 

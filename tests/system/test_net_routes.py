@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from osd.client import RpcError
 from support.daemon import REAL_DAEMON, Daemon
 from support.netlab import NetLab, Netns
 
@@ -30,12 +29,6 @@ def ns() -> Iterator[Netns]:
 def daemon(ns: Netns) -> Iterator[Daemon]:
     with Daemon(REAL_DAEMON, netns=ns.name) as d:
         yield d
-
-
-def error_of(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
-    with pytest.raises(RpcError) as err:
-        daemon.call(method, params)
-    return err.value
 
 
 def table(ns: Netns, number: int, family: str = "-4") -> list[dict[str, Any]]:
@@ -76,7 +69,7 @@ def test_ipv6_default_route_in_a_table(ns: Netns, daemon: Daemon) -> None:
 
 def test_a_different_route_in_the_same_place_is_a_conflict(ns: Netns, daemon: Daemon) -> None:
     ns.ip("route", "add", "198.51.100.0/24", "via", "192.0.2.254")
-    err = error_of(daemon, "net.routes.add", {"dst": "198.51.100.0/24", "gateway": "192.0.2.253"})
+    err = daemon.error("net.routes.add", {"dst": "198.51.100.0/24", "gateway": "192.0.2.253"})
     assert err.code == -32005 and err.data["kind"] == "route"
     (route,) = [r for r in ns.ip_json("-4", "route", "show") if r["dst"] == "198.51.100.0/24"]
     assert route["gateway"] == "192.0.2.254"
@@ -93,17 +86,17 @@ def test_delete_matches_gateway_when_given(ns: Netns, daemon: Daemon) -> None:
 
 
 def test_errors(ns: Netns, daemon: Daemon) -> None:
-    err = error_of(daemon, "net.routes.add", {"dst": "198.51.100.0/24", "dev": "nosuch0"})
+    err = daemon.error("net.routes.add", {"dst": "198.51.100.0/24", "dev": "nosuch0"})
     assert err.code == -32004 and err.data == {"kind": "interface", "name": "nosuch0"}
-    assert error_of(daemon, "net.routes.delete", {"dst": "198.51.100.0/24", "dev": "nosuch0"}).code == -32004
-    err = error_of(daemon, "net.routes.add", {"dst": "198.51.100.0/24", "gateway": "2001:db8:1::fe"})
+    assert daemon.error("net.routes.delete", {"dst": "198.51.100.0/24", "dev": "nosuch0"}).code == -32004
+    err = daemon.error("net.routes.add", {"dst": "198.51.100.0/24", "gateway": "2001:db8:1::fe"})
     assert err.code == -32602 and "families disagree" in err.data["reason"]
-    assert error_of(daemon, "net.routes.add", {"dst": "198.51.100.7/24", "dev": "rt-a"}).code == -32602
+    assert daemon.error("net.routes.add", {"dst": "198.51.100.7/24", "dev": "rt-a"}).code == -32602
     # the kernel refuses a gateway no route reaches: -32021 with errno and operation
-    err = error_of(daemon, "net.routes.add", {"dst": "198.51.100.0/24", "gateway": "203.0.113.1"})
+    err = daemon.error("net.routes.add", {"dst": "198.51.100.0/24", "gateway": "203.0.113.1"})
     assert err.code == -32021 and err.data["errno"] == 101 and "add route" in err.data["op"]
     for params in ({"dst": "198.51.100.0/24"}, {"dst": "nonsense", "dev": "rt-a"},
                    {"dst": "198.51.100.0/33", "dev": "rt-a"}, {"dst": "198.51.100.0/24", "dev": "rt-a", "metric": -1},
                    {"dst": "198.51.100.0/24", "dev": "rt-a", "table": "nosuch"}):
-        assert error_of(daemon, "net.routes.add", params).code == -32602, params
+        assert daemon.error("net.routes.add", params).code == -32602, params
     assert [r for r in ns.ip_json("-4", "route", "show") if r["dst"] == "198.51.100.0/24"] == []

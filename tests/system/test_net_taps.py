@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from osd.client import RpcError
 from support.daemon import REAL_DAEMON, Daemon, DaemonFailed
 from support.netlab import NetLab, Netns
 
@@ -40,12 +39,6 @@ def daemon(ns: Netns, workdir: str) -> Iterator[Daemon]:
         yield d
 
 
-def error_of(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
-    with pytest.raises(RpcError) as err:
-        daemon.call(method, params)
-    return err.value
-
-
 def link(ns: Netns, name: str) -> dict[str, Any] | None:
     found = [entry for entry in ns.ip_json("-d", "link", "show") if entry["ifname"] == name]
     return found[0] if found else None
@@ -71,7 +64,7 @@ def test_create_tap_is_a_persistent_port_of_its_bridge(ns: Netns, daemon: Daemon
     assert daemon.call("net.vm.create_tap", {"name": "tp-vm1", "bridge": "br-vm", "owner_uid": 4321,
                                              "multi_queue": True})["changed"] is False
     for other in ({"owner_uid": 1}, {"mtu": 1500}, {"multi_queue": False}, {"mac": "02:00:5e:10:00:02"}):
-        err = error_of(daemon, "net.vm.create_tap", {**TAP, **other})
+        err = daemon.error("net.vm.create_tap", {**TAP, **other})
         assert err.code == -32005 and err.data["kind"] == "tap", other
     assert_tap_as_asked(ns, TAP)
     assert daemon.call("net.vm.list") == [{"name": "tp-vm1", "bridge": "br-vm", "mac": "02:00:5e:10:00:01",
@@ -86,29 +79,29 @@ def test_create_tap_is_a_persistent_port_of_its_bridge(ns: Netns, daemon: Daemon
 
 
 def test_create_tap_errors(ns: Netns, daemon: Daemon) -> None:
-    err = error_of(daemon, "net.vm.create_tap", {"name": "tp-x", "bridge": "br-none"})
+    err = daemon.error("net.vm.create_tap", {"name": "tp-x", "bridge": "br-none"})
     assert err.code == -32004 and err.data == {"kind": "bridge", "name": "br-none"} and link(ns, "tp-x") is None
     daemon.call("net.bridge.add", {"name": "br-vm"})
     ns.ip("link", "add", "tp-v", "type", "veth", "peer", "tp-w")
-    assert error_of(daemon, "net.vm.create_tap", {"name": "tp-v", "bridge": "br-vm"}).code == -32005
+    assert daemon.error("net.vm.create_tap", {"name": "tp-v", "bridge": "br-vm"}).code == -32005
     ns.ip("tuntap", "add", "dev", "tp-f", "mode", "tap")  # a tap osd did not make
-    err = error_of(daemon, "net.vm.create_tap", {"name": "tp-f", "bridge": "br-vm"})
+    err = daemon.error("net.vm.create_tap", {"name": "tp-f", "bridge": "br-vm"})
     assert err.code == -32005 and "did not create" in err.data["reason"]
-    err = error_of(daemon, "net.vm.delete_tap", {"name": "tp-f"})
+    err = daemon.error("net.vm.delete_tap", {"name": "tp-f"})
     assert err.code == -32005 and link(ns, "tp-f") is not None
     for bad in ({"mac": "zz:00:00:00:00:00"}, {"mtu": 10}, {"owner_uid": -1}, {"name": "x" * 16},
                 {"mac": "01:00:5e:00:00:01"}, {"mac": "00:00:00:00:00:00"}):
-        assert error_of(daemon, "net.vm.create_tap", {**TAP, **bad}).code == -32602, bad
+        assert daemon.error("net.vm.create_tap", {**TAP, **bad}).code == -32602, bad
     assert link(ns, TAP["name"]) is None
     # the kernel refuses an MTU above the tap's maximum (65521) after the tap exists: it goes again
-    err = error_of(daemon, "net.vm.create_tap", {**TAP, "mtu": 65535})
+    err = daemon.error("net.vm.create_tap", {**TAP, "mtu": 65535})
     assert err.code == -32021 and err.data["errno"] == 22 and "set up tap" in err.data["op"]
     assert link(ns, TAP["name"]) is None and daemon.call("net.vm.list") == []
     # a managed tap stays on its bridge: remove_port and add_port elsewhere refuse
     daemon.call("net.vm.create_tap", TAP)
     daemon.call("net.bridge.add", {"name": "br-other"})
-    assert error_of(daemon, "net.bridge.remove_port", {"bridge": "br-vm", "interface": "tp-vm1"}).code == -32005
-    assert error_of(daemon, "net.bridge.add_port", {"bridge": "br-other", "interface": "tp-vm1"}).code == -32005
+    assert daemon.error("net.bridge.remove_port", {"bridge": "br-vm", "interface": "tp-vm1"}).code == -32005
+    assert daemon.error("net.bridge.add_port", {"bridge": "br-other", "interface": "tp-vm1"}).code == -32005
     assert link(ns, "tp-vm1")["master"] == "br-vm"
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from osd.client import RpcError
 from support.daemon import Daemon
 from support.looplab import LoopLab, MIB, VOL_DAEMON, config_file, findmnt, run
 
@@ -33,12 +32,6 @@ def daemon(lab: LoopLab, disk: str) -> Iterator[Daemon]:
         yield d
 
 
-def error(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
-    with pytest.raises(RpcError) as err:
-        daemon.call(method, params)
-    return err.value
-
-
 @pytest.mark.parametrize("method, params", [
     ("vol.list_partitions", {"disk": MISSING}),
     ("vol.list_free_space", {"disk": MISSING}),
@@ -50,54 +43,54 @@ def error(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
     ("vol.mount", {"source": "LABEL=osdt-no-such-label", "target": "/"}),
 ])
 def test_missing_devices_are_not_found(daemon: Daemon, method: str, params: dict[str, Any]) -> None:
-    err = error(daemon, method, params)
+    err = daemon.error(method, params)
     assert err.code == -32004 and err.data["kind"] == "block device", err
 
 
 def test_an_unattached_loop_device_is_not_found(daemon: Daemon) -> None:
     free = run(["losetup", "-f"]).stdout.strip()  # exists in /dev, has no backing file (size 0)
-    assert error(daemon, "vol.create_filesystem", {"device": free, "fs_type": "ext4"}).code == -32004
+    assert daemon.error("vol.create_filesystem", {"device": free, "fs_type": "ext4"}).code == -32004
 
 
 def test_not_a_block_device(daemon: Daemon) -> None:
-    err = error(daemon, "vol.create_filesystem", {"device": "/dev/null", "fs_type": "ext4"})
+    err = daemon.error("vol.create_filesystem", {"device": "/dev/null", "fs_type": "ext4"})
     assert err.code == -32602 and "not a block device" in err.data["reason"]
 
 
 def test_partition_larger_than_the_free_extent(daemon: Daemon, lab: LoopLab, disk: str) -> None:
     before = lab.fingerprint(disk)
-    err = error(daemon, "vol.create_partition", {"disk": disk, "size_bytes": 200 * MIB})
+    err = daemon.error("vol.create_partition", {"disk": disk, "size_bytes": 200 * MIB})
     assert err.code == -32602 and err.data["path"] == "/size_bytes"
     assert "exceeds the largest free extent" in err.data["reason"]
     assert lab.fingerprint(disk) == before  # no partition table was written either
-    err = error(daemon, "vol.create_partition", {"disk": disk, "size_bytes": 1000})
+    err = daemon.error("vol.create_partition", {"disk": disk, "size_bytes": 1000})
     assert err.code == -32602  # below the schema's 1 MiB minimum
 
 
 def test_partition_of_a_partition(daemon: Daemon, disk: str) -> None:
     part = daemon.call("vol.create_partition", {"disk": disk, "size_bytes": 8 * MIB})["path"]
-    err = error(daemon, "vol.create_partition", {"disk": part})
+    err = daemon.error("vol.create_partition", {"disk": part})
     assert err.code == -32602 and "is a partition" in err.data["reason"]
 
 
 def test_mount_targets(daemon: Daemon, lab: LoopLab, disk: str) -> None:
     part = daemon.call("vol.create_partition", {"disk": disk, "size_bytes": 8 * MIB, "label": "tgt"})["path"]
     daemon.call("vol.create_filesystem", {"device": part, "fs_type": "ext4"})
-    err = error(daemon, "vol.mount", {"source": part, "target": "relative/dir"})
+    err = daemon.error("vol.mount", {"source": part, "target": "relative/dir"})
     assert err.code == -32602 and err.data["path"] == "/target"
     missing = f"{lab.dir}/no-such-dir"
-    err = error(daemon, "vol.mount", {"source": part, "target": missing})
+    err = daemon.error("vol.mount", {"source": part, "target": missing})
     assert err.code == -32004 and err.data == {"kind": "directory", "name": missing}
     with open(f"{lab.dir}/a-file", "w"):
         pass
-    assert error(daemon, "vol.mount", {"source": part, "target": f"{lab.dir}/a-file"}).code == -32602
+    assert daemon.error("vol.mount", {"source": part, "target": f"{lab.dir}/a-file"}).code == -32602
     busy = lab.mountpoint("busy")
     run(["mount", "-t", "tmpfs", "osdt-tmpfs", busy])
-    err = error(daemon, "vol.mount", {"source": part, "target": busy})
+    err = daemon.error("vol.mount", {"source": part, "target": busy})
     assert err.code == -32005 and err.data["reason"] == "osdt-tmpfs is mounted there"
     assert findmnt(busy)["source"] == "osdt-tmpfs"
     run(["umount", busy])
-    assert error(daemon, "vol.mount", {"source": part, "target": busy, "options": "a b"}).code == -32602
+    assert daemon.error("vol.mount", {"source": part, "target": busy, "options": "a b"}).code == -32602
 
 
 @pytest.mark.parametrize("params", [
@@ -108,13 +101,13 @@ def test_mount_targets(daemon: Daemon, lab: LoopLab, disk: str) -> None:
     {"device": "/dev/loop0", "fs_type": "ext4", "extra": 1},
 ])
 def test_schema_refusals(daemon: Daemon, params: dict[str, Any]) -> None:
-    assert error(daemon, "vol.create_filesystem", params).code == -32602
+    assert daemon.error("vol.create_filesystem", params).code == -32602
 
 
 def test_label_too_long_for_the_filesystem(daemon: Daemon, lab: LoopLab, disk: str) -> None:
     part = daemon.call("vol.create_partition", {"disk": disk, "size_bytes": 4 * MIB})["path"]
     before = lab.fingerprint(part)
-    err = error(daemon, "vol.create_filesystem", {"device": part, "fs_type": "ext4", "label": "x" * 17})
+    err = daemon.error("vol.create_filesystem", {"device": part, "fs_type": "ext4", "label": "x" * 17})
     assert err.code == -32602 and err.data["path"] == "/label"
     assert lab.fingerprint(part) == before
 
@@ -123,10 +116,10 @@ def test_btrfs_methods_off_btrfs(daemon: Daemon, lab: LoopLab) -> None:
     for method, params in (("vol.create_subvolume", {"path": f"{lab.dir}/sub"}),
                            ("vol.scrub_start", {"path": lab.dir}), ("vol.fs_df", {"path": lab.dir}),
                            ("vol.set_quota", {"path": lab.dir, "limit_bytes": MIB})):
-        err = error(daemon, method, params)
+        err = daemon.error(method, params)
         assert err.code == -32602 and "not on a btrfs filesystem" in err.data["reason"], method
-    assert error(daemon, "vol.usage", {"path": f"{lab.dir}/nothing"}).code == -32004
-    assert error(daemon, "vol.create_subvolume", {"path": f"{lab.dir}/no/parent"}).code == -32004
+    assert daemon.error("vol.usage", {"path": f"{lab.dir}/nothing"}).code == -32004
+    assert daemon.error("vol.create_subvolume", {"path": f"{lab.dir}/no/parent"}).code == -32004
 
 
 def test_btrfs_paths_that_are_not_subvolumes(daemon: Daemon, lab: LoopLab, disk: str) -> None:
@@ -137,13 +130,13 @@ def test_btrfs_paths_that_are_not_subvolumes(daemon: Daemon, lab: LoopLab, disk:
     import os
 
     os.mkdir(f"{mnt}/plain")
-    assert error(daemon, "vol.set_quota", {"path": f"{mnt}/plain", "limit_bytes": MIB}).code == -32602
-    assert error(daemon, "vol.snapshot_subvolume", {"source": f"{mnt}/plain", "dest": f"{mnt}/s"}).code == -32602
-    assert error(daemon, "vol.create_subvolume", {"path": f"{mnt}/plain"}).code == -32005
-    assert error(daemon, "vol.delete_subvolume", {"path": f"{mnt}/plain"}).code == -32005
-    err = error(daemon, "vol.resize_max", {"path": mnt, "devid": 7})
+    assert daemon.error("vol.set_quota", {"path": f"{mnt}/plain", "limit_bytes": MIB}).code == -32602
+    assert daemon.error("vol.snapshot_subvolume", {"source": f"{mnt}/plain", "dest": f"{mnt}/s"}).code == -32602
+    assert daemon.error("vol.create_subvolume", {"path": f"{mnt}/plain"}).code == -32005
+    assert daemon.error("vol.delete_subvolume", {"path": f"{mnt}/plain"}).code == -32005
+    err = daemon.error("vol.resize_max", {"path": mnt, "devid": 7})
     assert err.code == -32004 and err.data == {"kind": "btrfs device", "name": "7"}
     daemon.call("vol.create_subvolume", {"path": f"{mnt}/sub"})
     os.mkdir(f"{mnt}/taken")
-    assert error(daemon, "vol.snapshot_subvolume", {"source": f"{mnt}/sub", "dest": f"{mnt}/taken"}).code == -32005
+    assert daemon.error("vol.snapshot_subvolume", {"source": f"{mnt}/sub", "dest": f"{mnt}/taken"}).code == -32005
     daemon.call("vol.unmount", {"target": mnt})

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from osd.client import RpcError
 from support.daemon import Daemon
 from support.looplab import LoopLab, MIB, VOL_DAEMON, blkid, config_file, findmnt, run
 
@@ -39,12 +38,6 @@ def disks(lab: LoopLab) -> dict[str, str]:
 def daemon(lab: LoopLab, disks: dict[str, str]) -> Iterator[Daemon]:
     with Daemon(VOL_DAEMON, config_file(lab)) as d:
         yield d
-
-
-def rpc_error(daemon: Daemon, method: str, params: dict[str, Any]) -> RpcError:
-    with pytest.raises(RpcError) as err:
-        daemon.call(method, params)
-    return err.value
 
 
 def btrfs_json(*argv: str) -> str:
@@ -245,7 +238,7 @@ def test_ext4_swap_and_free_space(daemon: Daemon, lab: LoopLab, disks: dict[str,
     usage = daemon.call("vol.usage", {"path": mnt})
     sv = os.statvfs(mnt)
     assert usage["inodes"] == sv.f_files and usage["available_bytes"] == sv.f_bavail * sv.f_frsize
-    assert rpc_error(daemon, "vol.mount", {"source": swap["path"], "target": lab.mountpoint("swap")}).code == -32602
+    assert daemon.error("vol.mount", {"source": swap["path"], "target": lab.mountpoint("swap")}).code == -32602
     daemon.call("vol.unmount", {"target": mnt})
 
 
@@ -287,7 +280,7 @@ def test_vfat_mount_answers_not_supported_here(daemon: Daemon, lab: LoopLab, dis
     mnt = lab.mountpoint("efi")
     if "vfat" in open("/proc/filesystems").read():
         pytest.skip("this kernel has vfat; the VM lab covers the positive case")
-    err = rpc_error(daemon, "vol.mount", {"source": part["path"], "target": mnt})
+    err = daemon.error("vol.mount", {"source": part["path"], "target": mnt})
     assert err.code == -32010 and err.data == {"reason": "kernel has no vfat support"}
     assert findmnt(mnt) is None
     assert mnt not in {m["target"] for m in daemon.call("vol.list_mounts")}
@@ -300,7 +293,7 @@ def test_bcachefs_answers_not_supported(daemon: Daemon, lab: LoopLab, disks: dic
     kernel = "bcachefs" in open("/proc/filesystems").read()
     if tool and kernel:
         pytest.skip("bcachefs is usable here")
-    err = rpc_error(daemon, "vol.create_filesystem", {"device": part["path"], "fs_type": "bcachefs"})
+    err = daemon.error("vol.create_filesystem", {"device": part["path"], "fs_type": "bcachefs"})
     reasons = []
     if not tool:
         reasons.append("bcachefs is not installed (Debian package bcachefs-tools)")
@@ -316,12 +309,12 @@ def test_md_methods_answer_not_supported_here(daemon: Daemon, lab: LoopLab, disk
     reason = {"reason": "kernel has no MD support (no /proc/mdstat)"}
     for method, params in (("vol.list_md_arrays", {}), ("vol.md_detail", {"device": "/dev/md0"}),
                            ("vol.stop_md_array", {"device": "/dev/md0"})):
-        err = rpc_error(daemon, method, params)
+        err = daemon.error(method, params)
         assert (err.code, err.data) == (-32010, reason), method
     a = daemon.call("vol.create_partition", {"disk": disks["small"], "size_bytes": 4 * MIB, "type": "raid"})
     b = daemon.call("vol.create_partition", {"disk": disks["small"], "size_bytes": 4 * MIB, "type": "raid"})
     before = [lab.fingerprint(p["path"]) for p in (a, b)]
-    err = rpc_error(daemon, "vol.create_md_array", {"devices": [a["path"], b["path"]], "name": "osdt"})
+    err = daemon.error("vol.create_md_array", {"devices": [a["path"], b["path"]], "name": "osdt"})
     assert (err.code, err.data) == (-32010, reason)
     assert [lab.fingerprint(p["path"]) for p in (a, b)] == before
     assert not any(n.startswith("md") for n in os.listdir("/sys/block"))  # mdadm never ran
