@@ -70,7 +70,7 @@ def test_xtest_stock_distro_vm():
     assert "xtest-report.json" in res.files, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     kept = vmlab.REPO / "build" / "vm" / "xtest-report.json"  # for people reading the VM tier's result
     kept.parent.mkdir(parents=True, exist_ok=True)
-    kept.write_text(res.files["xtest-report.json"])
+    kept.write_bytes(res.files["xtest-report.json"])
     print(f"vmlab xtest report: {kept}")
     doc = json.loads(res.files["xtest-report.json"])
     assert doc["registration"]["ok"], doc["registration"]
