@@ -13,7 +13,7 @@ import os
 import shutil
 from collections.abc import Container, Mapping, Sequence
 
-from .errors import NotSupported, Timeout, ToolFailed
+from .errors import KernelError, NotSupported, Timeout, ToolFailed
 
 # Daemons started by systemd or from a login shell may lack the sbin directories.
 SEARCH_PATH = os.pathsep.join(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
@@ -50,7 +50,8 @@ async def run(
     ok: Container[int] = (0,),
     env: Mapping[str, str] | None = None,
 ) -> Result:
-    """Run ``argv`` to completion; raises NotSupported, ToolFailed or Timeout."""
+    """Run ``argv`` to completion; raises NotSupported, ToolFailed, KernelError (the program could
+    not be executed, e.g. EACCES) or Timeout."""
     if not argv:
         raise ValueError("empty argv")
     path = require(argv[0])
@@ -64,6 +65,8 @@ async def run(
         )
     except FileNotFoundError as exc:
         raise NotSupported(f"{argv[0]} is not installed") from exc
+    except OSError as exc:
+        raise KernelError(exc.errno or 0, f"exec {path}") from exc
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), deadline_s)
     except (asyncio.TimeoutError, asyncio.CancelledError) as exc:

@@ -67,3 +67,14 @@ def test_start_runs_in_the_background_with_its_output_in_a_log(tmp_path) -> None
     assert log.read_text() == "C y\nerr\n"
     with pytest.raises(NotSupported):
         asyncio.run(tools.start(["no-such-tool-osd"], log=log))
+
+
+def test_a_program_that_cannot_be_executed_is_a_kernel_error(tmp_path) -> None:  # noqa: ANN001
+    from osd.errors import KernelError
+
+    script = tmp_path / "no-format"  # executable, but neither ELF nor a #! script: ENOEXEC
+    script.write_bytes(b"\x00\x01 not a program\n")
+    script.chmod(0o755)
+    with pytest.raises(KernelError) as err:
+        run(str(script))
+    assert err.value.data["errno"] == 8 and err.value.data["op"] == f"exec {script}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 
@@ -43,8 +44,11 @@ def kernel_supports(fs_type: str, proc: str = PROC_FILESYSTEMS, modules: str | N
     return module_available(fs_type, modules)
 
 
+@functools.lru_cache(maxsize=64)
 def module_available(name: str, modules: str | None = None) -> bool:
     """True when kernel module ``name`` is built in or installed (modules.builtin / modules.dep).
+
+    Cached for the process: the module index of the running kernel does not change under it.
 
     Module file names may spell '_' as '-' (md_mod is md-mod.ko), so both are compared alike.
     """
