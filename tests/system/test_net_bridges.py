@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from support.daemon import REAL_DAEMON, Daemon
+from support.daemon import Daemon
 from support.netlab import NetLab, Netns
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def lab() -> Iterator[NetLab]:
-    with NetLab() as lab:
-        yield lab
-
-
-@pytest.fixture
-def ns(lab: NetLab) -> Netns:
-    return lab.netns("nbr")
-
-
-@pytest.fixture
-def daemon(ns: Netns) -> Iterator[Daemon]:
-    with Daemon(REAL_DAEMON, netns=ns.name) as d:
-        yield d
 
 
 def link(ns: Netns, name: str) -> dict[str, Any] | None:

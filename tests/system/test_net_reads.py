@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +18,6 @@ from support.daemon import REAL_DAEMON, Daemon
 from support.netlab import NetLab, Netns
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def lab() -> Iterator[NetLab]:
-    with NetLab() as lab:
-        yield lab
-
-
-@pytest.fixture
-def ns(lab: NetLab) -> Netns:
-    return lab.netns("nread")
-
-
-@pytest.fixture
-def daemon(ns: Netns) -> Iterator[Daemon]:
-    with Daemon(REAL_DAEMON, netns=ns.name) as d:
-        yield d
 
 
 def ip_interface(link: dict[str, Any]) -> dict[str, Any]:
