@@ -7,6 +7,7 @@ connections from the client namespace and with ``nft -j`` in the router namespac
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from osd.backends.native.net.nft_text import ruleset_view
 from support.daemon import REAL_DAEMON, Daemon
 from support.netlab import NetLab
 from support.routerlab import RouterLab
@@ -289,3 +291,78 @@ def test_an_unreadable_state_file_stops_start_up_naming_it(lab: RouterLab) -> No
         daemon.cleanup()
         shutil.rmtree(workdir)
     assert nft_table(lab) == []  # nothing applied
+
+
+def test_after_changes_only_the_changed_tables_are_listed_and_the_answer_equals_a_whole_listing(
+        lab: RouterLab) -> None:
+    def nft(*commands: str) -> None:
+        lab.router.exec("nft", "; ".join(commands))
+
+    with Daemon(REAL_DAEMON, netns=lab.router.name) as daemon:
+        ids = {daemon.call("net.firewall.add_rule", {"port": 22, "proto": "tcp"})["id"]}
+
+        def same_as_whole_listing() -> list[tuple[str, str]]:
+            answer = daemon.call("net.firewall")
+            whole = lab.router.exec("nft", "--handle", "--numeric-priority", "--terse", "list", "ruleset").stdout
+            assert answer == ruleset_view(whole, frozenset(ids))[0]
+            assert as_sets(answer) == ground_truth(lab)
+            return [(t["family"], t["name"]) for t in answer["tables"]]
+
+        def listings() -> tuple[int, int]:
+            detail = next(c["detail"] for c in daemon.call("net.health")["checks"] if c["name"] == "nftables")
+            found = re.search(r"whole ruleset (\d+) times, single tables (\d+) times", detail)
+            assert found, detail
+            return int(found[1]), int(found[2])
+
+        assert same_as_whole_listing() == [("inet", "osd")]
+        nft("add table ip t1", "add chain ip t1 c { type filter hook input priority 10; }",
+            "add rule ip t1 c tcp dport 80 accept")
+        assert same_as_whole_listing() == [("inet", "osd"), ("ip", "t1")]
+        nft("add table inet t2", "add rule ip t1 c udp dport 53 drop comment \"two tables, one transaction\"")
+        assert same_as_whole_listing() == [("inet", "osd"), ("ip", "t1"), ("inet", "t2")]
+        ids.add(daemon.call("net.firewall.add_rule", {"port": 443, "proto": "tcp"})["id"])
+        same_as_whole_listing()
+        nft("delete table ip t1")
+        assert same_as_whole_listing() == [("inet", "osd"), ("inet", "t2")]
+        nft("add table ip t1")  # made again: it now comes last
+        assert same_as_whole_listing() == [("inet", "osd"), ("inet", "t2"), ("ip", "t1")]
+        nft("delete table inet t2", "add table inet t2")  # between two calls, so is this
+        assert same_as_whole_listing() == [("inet", "osd"), ("ip", "t1"), ("inet", "t2")]
+        nft("add rule inet osd input tcp dport 7 accept")  # slipped into the daemon's table
+        same_as_whole_listing()
+        removed = ids.pop()
+        assert daemon.call("net.firewall.remove_rule", {"id": removed}) == {"changed": True}
+        same_as_whole_listing()
+        # Counters change with traffic, not with a new generation: that table is listed every time.
+        nft("add chain inet t2 in { type filter hook input priority 20; }",
+            "add rule inet t2 in icmp type echo-request counter")
+        before = same_as_whole_listing()
+        lab.client.exec("ping", "-c2", "-i0.2", "-W2", lab.ROUTER_C4)
+        assert same_as_whole_listing() == before
+        assert "counter packets 2 " in next(r["expr"] for r in daemon.call("net.firewall")["rules"]
+                                          if r["table"] == "t2")
+
+        whole, single = listings()
+        assert whole == 1 and single >= 9
+        # Nothing changed: nothing is listed, except the table with a counter.
+        daemon.call("net.firewall")
+        assert listings() == (whole, single + 1)
+
+
+def test_tables_nft_cannot_name_on_its_command_line_are_listed_with_the_whole_ruleset(
+        lab: RouterLab, tmp_path: Path) -> None:
+    def nft_json(*commands: dict[str, Any]) -> None:
+        (tmp_path / "commands.json").write_text(json.dumps({"nftables": list(commands)}))
+        lab.router.exec("nft", "-j", "-f", str(tmp_path / "commands.json"))
+
+    # Names the kernel takes (through nft's JSON input) but nft's command line cannot parse
+    # in `list table`: the daemon falls back to `list ruleset` for these.
+    nft_json(*({"add": {"table": {"family": "ip", "name": name}}} for name in ("a b", "9x")))
+    with Daemon(REAL_DAEMON, netns=lab.router.name) as daemon:
+        for chain in ("c1", "c2"):
+            answer = daemon.call("net.firewall")
+            assert as_sets(answer) == ground_truth(lab)
+            assert [(t["family"], t["name"]) for t in answer["tables"]] == [("ip", "a b"), ("ip", "9x"),
+                                                                            ("inet", "osd")]
+            nft_json({"add": {"chain": {"family": "ip", "table": "9x", "name": chain}}})
+        assert as_sets(daemon.call("net.firewall")) == ground_truth(lab)

@@ -13,10 +13,13 @@ Every write method is one nftables transaction and runs under one lock, so concu
 calls see each other's records. Adds never list the ruleset (a new rule is one ~0.5 ms
 transaction); removes list only the chains that can hold the id, and delete by handle.
 
-net.firewall keeps its last answer with the ruleset generation it was listed at and the
-version of the record; while both are unchanged (one ~10 us netlink request) the answer
-is still exact and is returned without listing again. A ruleset showing counters or
-quotas, which traffic changes without a new generation, is listed every time.
+net.firewall keeps its last answer table by table, with the ruleset generation it was
+listed at and the version of the record. The kernel's nftables notifications (nft_watch)
+name every table a transaction touched, so a later call lists again only those tables,
+the daemon's own when the record changed, and tables showing counters or quotas (values
+traffic changes without a new generation); the rest of the answer is reused. When the
+notifications are incomplete (the queue overflowed, or the newest generation is not yet
+announced) or cannot be had, the whole ruleset is listed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 from typing import Any
 
 from ....config import Config
@@ -36,13 +40,19 @@ from .nft_listing import Listing, drift, present
 from .nft_model import (
     FAMILY, TABLE, Dnat, Entry, FirewallRule, Snat, add_rule, delete_rule, from_record, rebuild, table_ref,
 )
-from .nft_text import ruleset_view
+from .nft_text import TableView, ruleset_view, table_views
+from .nft_watch import ListedTables, RulesetWatch, TableKey, open_watch
 from .sysctl import forwarding
 
 log = logging.getLogger("osd.net.firewall")
 implements = Implementations()
 
+_PLAIN_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")  # what nft's scanner reads as one word
 SECTIONS: dict[str, type[Entry]] = {"firewall": FirewallRule, "dnat": Dnat, "snat": Snat}
+
+
+class _Unlistable(Exception):
+    """A table net.firewall cannot list on its own; the whole ruleset is listed instead."""
 
 
 class NetfilterService(Service):
@@ -60,7 +70,11 @@ class NetfilterService(Service):
         self._unavailable = ""
         self._reconciled = "not run"
         self._version = 0  # bumped whenever self._entries changes
-        self._listed: tuple[tuple[int, int], dict[str, Any]] | None = None  # (generation, version), answer
+        self._watch: RulesetWatch | None = None
+        self._no_watch = ""
+        self._listed: ListedTables | None = None
+        self._listing = asyncio.Lock()  # one net.firewall brings the kept answer up to date at a time
+        self.listings = {"ruleset": 0, "table": 0}  # how net.firewall listed; shown in net.health
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
@@ -72,6 +86,9 @@ class NetfilterService(Service):
             self._unavailable = exc.data["reason"] if exc.data else exc.message
             log.error("firewall and NAT unavailable: %s", self._unavailable)
             return
+        self._watch, self._no_watch = open_watch()  # subscribed before anything is listed
+        if self._watch is None:
+            log.warning("net.firewall lists the whole ruleset on every call: %s", self._no_watch)
         try:
             await self._reconcile()
         except KernelError as exc:
@@ -82,6 +99,8 @@ class NetfilterService(Service):
         # The table stays: a daemon restart must not open or close the firewall.
         if self._nft is not None:
             await self._nft.close()
+        if self._watch is not None:
+            self._watch.close()
 
     async def health(self) -> dict[str, Any]:
         if self._nft is None:
@@ -93,8 +112,11 @@ class NetfilterService(Service):
             return [{"name": "nftables", "ok": False, "detail": self._unavailable}]
         counts = ", ".join(f"{sum(isinstance(e, cls) for e in self._entries.values())} {name}"
                            for name, cls in SECTIONS.items())
+        listing = (f"net.firewall lists changed tables only (so far the whole ruleset {self.listings['ruleset']} "
+                   f"times, single tables {self.listings['table']} times)" if self._watch is not None else
+                   f"net.firewall lists the whole ruleset every time ({self._no_watch})")
         return [{"name": "nftables", "ok": True,
-                 "detail": f"table {FAMILY} {TABLE}: {counts}; input policy {self._policy}"},
+                 "detail": f"table {FAMILY} {TABLE}: {counts}; input policy {self._policy}; {listing}"},
                 {"name": "nftables start-up reconcile", "ok": not self._reconciled.startswith("failed"),
                  "detail": self._reconciled}]
 
@@ -110,18 +132,73 @@ class NetfilterService(Service):
     async def firewall(self) -> dict[str, Any]:
         """The whole ruleset (every table, chain and rule), the daemon's marked ``managed``."""
         nft = self._require()
-        key = (await nft.generation(), self._version)
-        if self._listed is not None and self._listed[0] == key:
-            return self._listed[1]
-        text = await nft.text("list ruleset", "list ruleset")
+        async with self._listing:
+            # The generation is read before the notices are taken, and every listing is
+            # made after both: a change committed in between is in the listing, and its
+            # notices make the next call list its tables again, which is harmless.
+            generation, version = await nft.generation(), self._version
+            complete, events = self._watch.take() if self._watch is not None else (False, [])
+            listed, self._listed = self._listed, None  # kept again only once up to date
+            announced = self._watch.generation if self._watch is not None else None
+            if (listed is None or not complete
+                    or (generation != listed.generation and (announced is None or announced < generation))):
+                return await self._list_ruleset(generation, version)
+            ours: tuple[TableKey, ...] = ((FAMILY, TABLE),) if version != listed.version else ()
+            try:
+                for key in listed.stale(events, ours):
+                    listed.replace(key, await self._list_one(key))
+                    self.listings["table"] += 1
+            except _Unlistable:
+                return await self._list_ruleset(generation, version)
+            listed.generation, listed.version = generation, version
+            self._listed = listed
+            return listed.view()
+
+    async def _list_ruleset(self, generation: int, version: int) -> dict[str, Any]:
+        """The whole ruleset, table by table: libnftables' ``list ruleset`` costs about 6 ms
+        more per table when 1100 rules are elsewhere (21 tables: 140 ms against 18 ms for
+        the one with the rules; measured on the development VM), ``list table`` does not.
+        Tables are not one snapshot then; a change made meanwhile is announced, and the next
+        call lists its tables again. ``list ruleset`` remains for a table that cannot be
+        listed on its own."""
+        self.listings["ruleset"] += 1
         try:
-            view, live = ruleset_view(text, frozenset(self._entries))
+            try:
+                keys = await self._require().tables()
+            except KeyError as exc:  # a family nft has no name for
+                raise _Unlistable(str(exc)) from exc
+            tables = [table for key in keys if (table := await self._list_one(key)) is not None]
+        except _Unlistable:
+            text = await self._require().text("list ruleset", "list ruleset")
+            try:
+                tables = table_views(text, frozenset(self._entries))
+            except ValueError as exc:
+                raise KernelError(errno.EPROTO, "list ruleset", str(exc)) from exc
+        self._listed = ListedTables(tables, generation, version)
+        return self._listed.view()
+
+    async def _list_one(self, key: TableKey) -> TableView | None:
+        """One table's view, None when the table is gone. Raises _Unlistable for a table that
+        cannot be listed on its own (a name the command line cannot quote, a listing this
+        code cannot read), KernelError."""
+        family, name = key
+        if not _PLAIN_NAME.fullmatch(name):  # nft 1.0.6 takes no quoted table name here
+            raise _Unlistable(name)
+        try:
+            text = await self._require().text(f"list table {family} {name}", f"list table {family} {name}")
+        except KernelError as exc:
+            if exc.data and exc.data["errno"] == errno.ENOENT:
+                return None
+            if exc.data and exc.data["errno"] == errno.EINVAL:  # e.g. a name nft's parser takes otherwise
+                raise _Unlistable(name) from exc
+            raise
+        try:
+            tables = table_views(text, frozenset(self._entries))
         except ValueError as exc:
-            raise KernelError(errno.EPROTO, "list ruleset", str(exc)) from exc
-        # Listed after reading the generation: if the ruleset changed in between, the
-        # generation differs next time and the ruleset is listed again.
-        self._listed = None if live else (key, view)
-        return view
+            raise _Unlistable(name) from exc
+        if len(tables) != 1 or tables[0].key != key:
+            raise _Unlistable(name)
+        return tables[0]
 
     @implements(net.NAT_STATUS)
     async def nat_status(self) -> dict[str, Any]:

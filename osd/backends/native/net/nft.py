@@ -50,8 +50,13 @@ _ERROR_LINE = re.compile(r"Error: (.*)$", re.MULTILINE)
 # include/uapi/linux/netfilter/nfnetlink.h and nf_tables.h
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_NEWTABLE = 0
+NFT_MSG_GETTABLE = 1
 NFT_MSG_GETGEN = 16
+NFTA_TABLE_NAME = 1
 NFTA_GEN_ID = 1
+# include/uapi/linux/netfilter.h: NFPROTO_* as nft names them
+FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big endian; 0 here)
 _BE32 = struct.Struct(">I")
 
@@ -82,17 +87,26 @@ class Nft:
 
     async def generation(self) -> int:
         """The ruleset generation id of this namespace; raises KernelError."""
-        if self._netlink is None:
-            self._netlink = NetlinkSocket(NETLINK_NETFILTER, rcvbuf=1 << 16)
         body = _NFGENMSG.pack(socket.AF_UNSPEC, 0, 0)
         try:
-            rows = await self._netlink.request("nftables generation", (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN,
-                                               body, _generation_id, dump=False)
+            rows = await self._socket().request("nftables generation", (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN,
+                                               body, generation_id, dump=False)
         except NetlinkError as exc:
             raise KernelError(exc.errno or errno.EIO, exc.op, exc.detail) from exc
         if not rows:
             raise KernelError(errno.EPROTO, "nftables generation", "no NFTA_GEN_ID in the reply")
         return rows[0]
+
+    async def tables(self) -> list[tuple[str, str]]:
+        """(family, name) of every table, in the kernel's order (the order of a ``list
+        ruleset``), from one netlink dump; raises KernelError, and KeyError for a family
+        nft has no name for."""
+        try:
+            rows = await self._socket().request("list tables", (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+                                                _NFGENMSG.pack(socket.AF_UNSPEC, 0, 0), table_key)
+        except NetlinkError as exc:
+            raise KernelError(exc.errno or errno.EIO, exc.op, exc.detail) from exc
+        return [(FAMILIES[family], name) for family, name in rows]
 
     async def run(self, commands: list[Command], op: str) -> list[dict[str, Any]]:
         """Run ``commands`` as one transaction; the output objects (for list commands).
@@ -130,12 +144,26 @@ class Nft:
             raise KernelError(errno_of(detail), op, detail)
         return json.loads(output)["nftables"] if output else []
 
+    def _socket(self) -> NetlinkSocket:
+        if self._netlink is None:
+            self._netlink = NetlinkSocket(NETLINK_NETFILTER, rcvbuf=1 << 18)
+        return self._netlink
+
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
         if self._netlink is not None:
             self._netlink.close()
 
 
-def _generation_id(buf: Buffer, off: int, length: int) -> int | None:
+def generation_id(buf: Buffer, off: int, length: int) -> int | None:
     span = walk(buf, off + 16 + _NFGENMSG.size, off + length, {NFTA_GEN_ID: None}).get((NFTA_GEN_ID,))
     return _BE32.unpack_from(buf, span[0])[0] if span else None
+
+
+def table_key(buf: Buffer, off: int, length: int) -> tuple[int, str] | None:
+    """(family number, name) of a table message (a dump row or a notification)."""
+    span = walk(buf, off + 16 + _NFGENMSG.size, off + length, {NFTA_TABLE_NAME: None}).get((NFTA_TABLE_NAME,))
+    if span is None:
+        return None
+    start, size = span
+    return buf[off + 16], bytes(buf[start:start + size]).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")

@@ -16,11 +16,13 @@ blocks are skipped by counting braces outside quoted strings.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .nft_model import BASE_RULES, CHAINS, FAMILY, TABLE
 
-_TABLE = re.compile(r'^table (\S+) (\S+) \{(?: # handle (\d+))?$')  # no handle in `list chain`
+_TABLE = re.compile(r'^table (\S+) (.+?) \{(?: # handle (\d+))?$')  # no handle in `list chain`; names unquoted
 _BLOCK = re.compile(r'^(\S+) (\S+) \{ # handle (\d+)$')
 _HOOK = re.compile(r'type (\S+) hook (\S+)(?: device "?([^";]*)"?)? priority (-?\d+);(?: policy (\S+);)?')
 _QUOTED = re.compile(r'"[^"]*"')
@@ -53,18 +55,48 @@ def _depth_change(line: str) -> int:
     return bare.count("{") - bare.count("}")
 
 
+@dataclass
+class TableView:
+    """One table of a listing: the table, its chains and rules, and whether any rule shows
+    values that traffic changes (counters, quotas), which makes the view stale without a
+    new ruleset generation."""
+
+    table: dict[str, Any]
+    chains: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    live: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.table["family"], self.table["name"]
+
+
+def joined(tables: Iterable[TableView]) -> View:
+    """net.firewall's answer from table views, in the order given."""
+    view: View = {"tables": [], "chains": [], "rules": []}
+    for table in tables:
+        view["tables"].append(table.table)
+        view["chains"] += table.chains
+        view["rules"] += table.rules
+    return view
+
+
 def ruleset_view(text: str, managed_ids: set[str] | frozenset[str]) -> tuple[View, bool]:
     """Tables, chains and rules of ``list ruleset`` text (handles on, numeric priorities),
     each marked ``managed`` when it is the daemon's; and whether any rule shows values that
-    traffic changes (counters, quotas), which makes the view stale without a new generation.
+    traffic changes (counters, quotas).
 
     Raises ValueError on a line it cannot place (a listing format it does not know).
     """
-    tables: list[dict[str, Any]] = []
-    chains: list[dict[str, Any]] = []
-    rules: list[dict[str, Any]] = []
-    live = False
-    table: dict[str, Any] | None = None
+    tables = table_views(text, managed_ids)
+    return joined(tables), any(table.live for table in tables)
+
+
+def table_views(text: str, managed_ids: set[str] | frozenset[str]) -> list[TableView]:
+    """The tables of a ``list ruleset`` or ``list table`` text, in listing order (see
+    ruleset_view). Raises ValueError on a line it cannot place."""
+    tables: list[TableView] = []
+    current: TableView | None = None
     chain: dict[str, Any] | None = None
     skip = 0  # depth inside a block that is not a chain (sets, maps, objects)
     for raw in text.splitlines():
@@ -75,17 +107,19 @@ def ruleset_view(text: str, managed_ids: set[str] | frozenset[str]) -> tuple[Vie
             skip += _depth_change(line)
             continue
         if chain is not None:
+            assert current is not None
             if line == "}":
                 chain = None
             elif (rule := _rule(line)) is not None:
                 expr, comment, handle = rule
                 ours = chain["managed"]
                 # values that traffic changes without a new ruleset generation
-                live = live or "counter packets" in expr or "quota " in expr or "last used" in expr
-                rules.append({"family": chain["family"], "table": chain["table"], "chain": chain["name"],
-                              "handle": handle, "expr": expr, "comment": comment,
-                              "id": comment if ours and comment in managed_ids else None,
-                              "managed": ours and (comment in managed_ids or comment in BASE_RULES)})
+                if not current.live:
+                    current.live = "counter packets" in expr or "quota " in expr or "last used" in expr
+                current.rules.append({"family": chain["family"], "table": chain["table"], "chain": chain["name"],
+                                      "handle": handle, "expr": expr, "comment": comment,
+                                      "id": comment if ours and comment in managed_ids else None,
+                                      "managed": ours and (comment in managed_ids or comment in BASE_RULES)})
             elif (hook := _HOOK.search(line)) is not None:
                 kind, hook_name, device, prio, policy = hook.groups()
                 chain.update(type=kind, hook=hook_name, prio=int(prio), policy=policy or "accept")
@@ -93,9 +127,10 @@ def ruleset_view(text: str, managed_ids: set[str] | frozenset[str]) -> tuple[Vie
                     chain["device"] = device
             # other declarations (comment "...", devices = {...}, flags) are not shown
             continue
-        if table is not None:
+        if current is not None:
+            table = current.table
             if line == "}":
-                table = None
+                current = None
             elif (block := _BLOCK.match(line)) is not None:
                 kind, name, handle = block.groups()
                 if kind == "chain":
@@ -103,7 +138,7 @@ def ruleset_view(text: str, managed_ids: set[str] | frozenset[str]) -> tuple[Vie
                     ours = table["managed"] and name in CHAINS
                     chain = {"family": table["family"], "table": table["name"], "name": name,
                              "handle": int(handle), "managed": ours}
-                    chains.append(chain)
+                    current.chains.append(chain)
                 else:
                     skip = 1
             elif _depth_change(line) > 0:  # an unnamed block (e.g. a table's flags section)
@@ -114,7 +149,7 @@ def ruleset_view(text: str, managed_ids: set[str] | frozenset[str]) -> tuple[Vie
             raise ValueError(f"unexpected line in the ruleset listing: {line!r}")
         family, name, handle = match.groups()
         name = _name(name)
-        table = {"family": family, "name": name, "handle": int(handle) if handle else None,
-                 "managed": family == FAMILY and name == TABLE}
-        tables.append(table)
-    return {"tables": tables, "chains": chains, "rules": rules}, live
+        current = TableView({"family": family, "name": name, "handle": int(handle) if handle else None,
+                             "managed": family == FAMILY and name == TABLE})
+        tables.append(current)
+    return tables
