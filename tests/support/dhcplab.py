@@ -60,7 +60,8 @@ class Dnsmasq(Server):
     """
 
     def __init__(self, ns: Netns, iface: str, workdir: Path, *, dhcp4: bool = True, ra: bool = False,
-                 t1: int | None = None, t2: int | None = None) -> None:
+                 t1: int | None = None, t2: int | None = None, options: tuple[str, ...] = ()) -> None:
+        """``options`` are further --dhcp-option values (e.g. ``121,10.9.0.0/16,192.0.2.1``)."""
         self.leasefile = workdir / f"dnsmasq-{iface}.leases"
         argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", f"--interface={iface}",
                 "--bind-interfaces", "--no-ping", "--log-dhcp", "--log-facility=-",
@@ -70,6 +71,7 @@ class Dnsmasq(Server):
                      "--dhcp-option=option:router,192.0.2.1"]
             argv += [f"--dhcp-option=option:T1,{t1}"] if t1 else []
             argv += [f"--dhcp-option=option:T2,{t2}"] if t2 else []
+            argv += [f"--dhcp-option={option}" for option in options]
         if ra:
             argv += ["--enable-ra", "--dhcp-range=2001:db8:1::,ra-only,10m"]
         super().__init__(ns, argv, workdir / f"dnsmasq-{iface}.log", "started, version")

@@ -130,9 +130,10 @@ def test_restart_leases_applies_and_renews(lab: Lab) -> None:
         # Someone deletes the leased address: net.verify reports it.
         lab.client.ip("addr", "del", f"{first['address']}/24", "dev", lab.c_if)
         drift = d.call("net.verify")["drift"]
+        default = [{"destination": "0.0.0.0/0", "gateway": "192.0.2.1"}]
         assert drift == [{"kind": "dhcp4-lease", "name": lab.c_if,
-                          "expected": {"address": f"{first['address']}/24", "router": "192.0.2.1"},
-                          "actual": {"address": None, "router": None}}]
+                          "expected": {"address": f"{first['address']}/24", "router": "192.0.2.1", "routes": default},
+                          "actual": {"address": None, "router": None, "routes": []}}]
         # ... and the next renewal puts it back.
         wait_until(lab.addresses, 6, "the address restored by a renewal")
         assert d.call("net.verify")["ok"] is True
@@ -207,6 +208,39 @@ def test_missing_interface_and_bad_input(lab: Lab) -> None:
     with pytest.raises(RpcError) as err:
         d.call("net.lease.restart", {})
     assert err.value.code == -32602
+
+
+def test_classless_static_routes_replace_the_router_option(lab: Lab) -> None:
+    # option 121: a network via a router, a network on-link, and the default route via
+    # another router than option 3's, which the client must then ignore (RFC 3442)
+    dnsmasq = Dnsmasq(lab.server, lab.s_if, lab.workdir,
+                      options=("121,198.51.100.0/24,192.0.2.1,203.0.113.0/24,0.0.0.0,0.0.0.0/0,192.0.2.254",))
+    try:
+        d = lab.daemon()
+        lease = d.call("net.lease.restart", {"interface": lab.c_if})
+        assert lease["router"] == "192.0.2.254"
+
+        def dhcp_routes() -> list[tuple[str, str | None, str]]:
+            return sorted((r["dst"], r.get("gateway"), r.get("scope", "global"))
+                          for r in lab.client.ip_json("-4", "route", "show", "proto", "dhcp", "dev", lab.c_if))
+
+        assert dhcp_routes() == [("198.51.100.0/24", "192.0.2.1", "global"), ("203.0.113.0/24", None, "link"),
+                                 ("default", "192.0.2.254", "global")]
+        routes = [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"},
+                  {"destination": "203.0.113.0/24", "gateway": None},
+                  {"destination": "0.0.0.0/0", "gateway": "192.0.2.254"}]
+        assert dhcp4(d, lab.c_if)["routes"] == routes
+        assert d.call("net.verify") == {"ok": True, "drift": []}
+
+        lab.client.ip("route", "del", "198.51.100.0/24", "dev", lab.c_if, "proto", "dhcp")
+        (drift,) = d.call("net.verify")["drift"]
+        assert drift["expected"]["routes"] == routes and drift["actual"]["routes"] == routes[1:]
+        assert drift["actual"]["router"] == "192.0.2.254"
+        # A restart applies the lease again, the missing route included.
+        assert d.call("net.lease.restart", {"interface": lab.c_if})["changed"] is True
+        assert len(dhcp_routes()) == 3 and d.call("net.verify")["ok"] is True
+    finally:
+        dnsmasq.stop()
 
 
 def test_expired_lease_removes_the_address(lab: Lab) -> None:

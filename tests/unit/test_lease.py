@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from osd.backends.native.net import lease_nl
-from osd.backends.native.net.dhcp4 import LeaseInfo, _StoredLease
+from osd.backends.native.net.dhcp4 import LeaseInfo, _StoredLease, classless_routes
 from osd.backends.native.net.lease import LeaseService, _dhcp6_reason
 from osd.errors import KernelError, NotFound, Timeout
 from osd.state import StateError, StateFile
@@ -36,7 +36,8 @@ def lease_info(address: str = "192.0.2.56", obtained: float | None = None, **opt
 # ---------------------------------------------------------------- LeaseInfo
 def test_lease_info_from_an_ack_and_back_from_state() -> None:
     info = LeaseInfo.from_lease(pyroute2_lease(1000.0))
-    assert info.config() == ("192.0.2.56", 24, "192.0.2.1")  # the first router
+    assert info.config() == ("192.0.2.56", 24, (("0.0.0.0/0", "192.0.2.1"),))  # the first router
+    assert info.router == "192.0.2.1"
     assert (info.server, info.lease_s, info.renew_s, info.rebind_s) == ("192.0.2.1", 120, 60, 105)
     assert info.name_servers == ("192.0.2.53",) and info.domain == "example.test"
     assert LeaseInfo.from_state(info.raw) == info
@@ -57,6 +58,25 @@ def test_lease_info_edge_cases() -> None:
             LeaseInfo.from_lease(pyroute2_lease(0.0, **broken))
     with pytest.raises(ValueError):
         LeaseInfo.from_state({"not": "a lease"})
+
+
+def test_option_121_routes_replace_the_router_option() -> None:
+    # RFC 3442's own example encodings: 10.0.0.0/8 via 192.0.2.9; 10.17.0.0/16 on-link;
+    # 0.0.0.0/0 via 192.0.2.254; 192.0.2.128/25 via 192.0.2.9 (bits past the width ignored)
+    option = [8, 10, 192, 0, 2, 9, 16, 10, 17, 0, 0, 0, 0, 0, 192, 0, 2, 254, 25, 192, 0, 2, 200, 192, 0, 2, 9]
+    assert classless_routes(option) == (("10.0.0.0/8", "192.0.2.9"), ("10.17.0.0/16", None),
+                                        ("0.0.0.0/0", "192.0.2.254"), ("192.0.2.128/25", "192.0.2.9"))
+    info = LeaseInfo.from_lease(pyroute2_lease(0.0, classless_static_route=option))
+    assert info.router == "192.0.2.254" and len(info.routes) == 4  # option 3 (192.0.2.1) ignored
+    assert info.report()["routes"][1] == {"destination": "10.17.0.0/16", "gateway": None}
+    assert LeaseInfo.from_state(info.raw) == info
+    no_default = LeaseInfo.from_lease(pyroute2_lease(0.0, classless_static_route=[8, 10, 192, 0, 2, 9]))
+    assert no_default.router is None and no_default.routes == (("10.0.0.0/8", "192.0.2.9"),)
+    for broken in ([33, 10, 192, 0, 2, 9], [8, 10, 192, 0, 2]):  # a width past 32; cut short
+        with pytest.raises(ValueError):
+            classless_routes(broken)
+        ignored = LeaseInfo.from_lease(pyroute2_lease(0.0, classless_static_route=broken))
+        assert ignored.routes == (("0.0.0.0/0", "192.0.2.1"),)  # a malformed option 121 is ignored
 
 
 def test_dhcp6_reason_repeats_what_router_advertisements_said() -> None:

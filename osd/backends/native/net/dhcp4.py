@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import json
 import logging
 import time
@@ -40,10 +41,34 @@ INFINITE = -1  # lease_time, as pyroute2 decodes 0xffffffff (a signed 32-bit opt
 REQUESTED = (
     dhcp.Option.SUBNET_MASK, dhcp.Option.ROUTER, dhcp.Option.NAME_SERVER, dhcp.Option.DOMAIN_NAME,
     dhcp.Option.BROADCAST_ADDRESS, dhcp.Option.LEASE_TIME, dhcp.Option.RENEWAL_TIME,
-    dhcp.Option.REBINDING_TIME,
+    dhcp.Option.REBINDING_TIME, dhcp.Option.CLASSLESS_STATIC_ROUTE,
 )
 HOOK_TIMEOUT_S = 10.0  # applying a lease is two or three netlink requests
 RESTART_PAUSE_S = (1.0, 30.0)  # supervisor: first and longest pause between client runs
+
+
+Route = tuple[str, str | None]  # destination network, gateway (None: on-link)
+
+
+def classless_routes(data: list[int] | bytes) -> tuple[Route, ...]:
+    """The routes of a Classless Static Route option (121, RFC 3442): per route one octet
+    of prefix length, the destination's significant octets, then the router (0.0.0.0: the
+    destination is on-link). Raises ValueError when the option is malformed."""
+    octets, routes, at = bytes(data), [], 0
+    while at < len(octets):
+        width = octets[at]
+        if width > 32:
+            raise ValueError(f"prefix length {width} in option 121")
+        significant = (width + 7) // 8
+        end = at + 1 + significant + 4
+        if end > len(octets):
+            raise ValueError("option 121 ends inside a route")
+        destination = ipaddress.IPv4Network(
+            (octets[at + 1:at + 1 + significant].ljust(4, b"\0"), width), strict=False)
+        gateway = str(ipaddress.IPv4Address(octets[end - 4:end]))
+        routes.append((str(destination), None if gateway == "0.0.0.0" else gateway))
+        at = end
+    return tuple(routes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +82,8 @@ class LeaseInfo:
     interface: str
     address: str
     prefixlen: int
-    router: str | None
+    router: str | None  # the default route's gateway, when the lease gives one
+    routes: tuple[Route, ...]  # every route the lease gives, the default route included
     server: str
     server_mac: str
     lease_s: int  # -1: infinite
@@ -82,12 +108,21 @@ class LeaseInfo:
         except MissingOptionError:
             prefixlen = 32  # no subnet mask: the address alone, the router reached on-link
         routers = options.get("router") or []
+        routes: tuple[Route, ...] = (("0.0.0.0/0", routers[0]),) if routers else ()
+        classless = options.get("classless_static_route")
+        if classless:
+            # RFC 3442: with option 121 the client must ignore the router option (3).
+            try:
+                routes = classless_routes(classless)
+            except ValueError as exc:
+                log.warning("dhcp4 %s: ignoring option 121 from %s: %s", lease.interface, server, exc)
+        default = next((gateway for destination, gateway in routes if destination == "0.0.0.0/0"), None)
         servers = options.get("name_server") or []
         domain = options.get("domain_name")
         raw = json.loads(json.dumps(dataclasses.asdict(lease), default=str))
         return cls(
             interface=lease.interface, address=address, prefixlen=prefixlen,
-            router=routers[0] if routers else None, server=server, server_mac=lease.server_mac,
+            router=default, routes=routes, server=server, server_mac=lease.server_mac,
             lease_s=lease_s, renew_s=options.get("renewal_time"), rebind_s=options.get("rebinding_time"),
             obtained=lease.obtained, name_servers=tuple(servers), domain=domain if isinstance(domain, str) else None,
             raw=raw,
@@ -111,9 +146,9 @@ class LeaseInfo:
             return None
         return self.obtained + self.lease_s - (time.time() if now is None else now)
 
-    def config(self) -> tuple[str, int, str | None]:
-        """What the lease puts on the interface: (address, prefixlen, router)."""
-        return self.address, self.prefixlen, self.router
+    def config(self) -> tuple[str, int, tuple[Route, ...]]:
+        """What the lease puts on the interface: (address, prefixlen, routes)."""
+        return self.address, self.prefixlen, self.routes
 
     def report(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -125,6 +160,7 @@ class LeaseInfo:
 
         return {
             "address": self.address, "prefixlen": self.prefixlen, "router": self.router,
+            "routes": [{"destination": destination, "gateway": gateway} for destination, gateway in self.routes],
             "server": self.server, "server_mac": self.server_mac, "lease_s": self.lease_s,
             "obtained": round(self.obtained, 3), "renew_in_s": until(self.renew_s),
             "rebind_in_s": until(self.rebind_s), "expires_in_s": until(self.lease_s),

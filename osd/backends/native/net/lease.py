@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from ....config import Config
@@ -28,7 +29,7 @@ from ....methods import net
 from ....state import StateError, StateFile
 from ..impl import Implementations, Service
 from .autoconf import Autoconf
-from .dhcp4 import Dhcp4Client, LeaseInfo
+from .dhcp4 import Dhcp4Client, LeaseInfo, Route
 from .kernel import Kernel
 from .lease_nl import LeaseKernel
 
@@ -189,18 +190,20 @@ class LeaseService(Service):
             lease = self._applied.get(name)
             if lease is None:
                 continue
-            expected = {"address": f"{lease.address}/{lease.prefixlen}", "router": lease.router}
+            expected = {"address": f"{lease.address}/{lease.prefixlen}", "router": lease.router,
+                        "routes": _routes(lease.routes)}
             try:
                 index = await self.kernel.index(name)
             except OsdError:
                 drift.append({"kind": "dhcp4-lease", "name": name, "expected": expected,
                               "actual": {"interface": None}})
                 continue
-            has_addr, has_route = await self.kernel.present(index, lease)
-            if not (has_addr and has_route):
+            has_addr, routes = await self.kernel.present(index, lease)
+            if not has_addr or len(routes) != len(lease.routes):
                 drift.append({"kind": "dhcp4-lease", "name": name, "expected": expected, "actual": {
                     "address": expected["address"] if has_addr else None,
-                    "router": lease.router if has_route else None}})
+                    "router": lease.router if ("0.0.0.0/0", lease.router) in routes else None,
+                    "routes": _routes(routes)}})
         return drift
 
     # ------------------------------------------------------------ internals
@@ -303,6 +306,10 @@ class LeaseService(Service):
         if lease is not None:
             report.update(lease.report(now))
         return report
+
+
+def _routes(routes: Iterable[Route]) -> list[dict[str, str | None]]:
+    return [{"destination": destination, "gateway": gateway} for destination, gateway in routes]
 
 
 def _dhcp6_reason(ra: dict[str, bool]) -> str:

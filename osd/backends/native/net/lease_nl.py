@@ -1,10 +1,11 @@
 """The kernel side of DHCPv4 leases: apply one to an interface, withdraw it, check it is there.
 
 A lease becomes an IPv4 address whose kernel lifetime is the lease's remaining time (so the
-kernel drops it when the lease runs out, even if the daemon is not running) and a default
-route via the lease's router with protocol ``dhcp`` and metric 1000 + ifindex (dhcpcd's
-convention: each interface's DHCP default route has its own metric, so replacing it never
-touches a default route somebody else made, nor another interface's).
+kernel drops it when the lease runs out, even if the daemon is not running) and its routes
+(the default route via the lease's router, or the routes of option 121 when the server
+sends it) with protocol ``dhcp`` and metric 1000 + ifindex (dhcpcd's convention: each
+interface's DHCP routes have their own metric, so replacing one never touches a route
+somebody else made, nor another interface's).
 
 The rtnetlink socket is the one the net services share (kernel.py), which turns every
 NetlinkError into KernelError(errno, op).
@@ -18,12 +19,13 @@ import socket
 from typing import Any
 
 from ....errors import KernelError
-from .dhcp4 import LeaseInfo
+from .dhcp4 import LeaseInfo, Route
 from .kernel import Kernel, errno_of
 
 RTPROT_DHCP = 16
 RT_TABLE_MAIN = 254
 RTNH_F_ONLINK = 4
+RT_SCOPE_LINK = 253
 IFF_UP = 0x1
 FOREVER = 0xFFFFFFFF
 METRIC_BASE = 1000
@@ -67,65 +69,81 @@ class LeaseKernel:
         await self.kernel.request("set link down", "link", "set", index=index, state="down")
 
     # ------------------------------------------------------------ DHCPv4 leases
-    async def present(self, index: int, lease: LeaseInfo) -> tuple[bool, bool]:
-        """(the lease's address is on the interface, its default route is in place)."""
+    async def present(self, index: int, lease: LeaseInfo) -> tuple[bool, list[Route]]:
+        """(the lease's address is on the interface, the lease's routes that are in place)."""
         has_addr = any(addr.get("IFA_LOCAL") == lease.address and addr["prefixlen"] == lease.prefixlen
                        for addr in await self.kernel.dump("dump addresses", "addr", index=index,
                                                           family=socket.AF_INET))
-        if lease.router is None:
-            return has_addr, True
-        has_route = any(route["dst_len"] == 0 and route.get("RTA_GATEWAY") == lease.router
-                        and route.get("RTA_OIF") == index and route.get("RTA_PRIORITY") == metric(index)
-                        for route in await self.kernel.dump("dump routes", "route", family=socket.AF_INET,
-                                                            table=RT_TABLE_MAIN))
-        return has_addr, has_route
+        if not lease.routes:
+            return has_addr, []
+        installed = {(f"{route.get('RTA_DST', '0.0.0.0')}/{route['dst_len']}", route.get("RTA_GATEWAY"))
+                     for route in await self.kernel.dump("dump routes", "route", family=socket.AF_INET,
+                                                         table=RT_TABLE_MAIN)
+                     if route.get("RTA_OIF") == index and route.get("RTA_PRIORITY") == metric(index)}
+        return has_addr, [route for route in lease.routes if route in installed]
 
     async def apply(self, index: int, lease: LeaseInfo, previous: LeaseInfo | None) -> bool:
         """Put ``lease`` on the interface, then remove what ``previous`` had that it lacks.
 
-        Returns whether the interface's address or default route changed (False when only
-        lifetimes were refreshed). When the route cannot be set, an address that was not
-        there before is removed again and KernelError is raised. Idempotent.
+        Returns whether the interface's address or routes changed (False when only lifetimes
+        were refreshed). When a route cannot be set, the routes and the address this call
+        added are removed again and KernelError is raised. Idempotent.
         """
-        had_addr, had_route = await self.present(index, lease)
+        had_addr, had_routes = await self.present(index, lease)
         network = ipaddress.ip_network(f"{lease.address}/{lease.prefixlen}", strict=False)
         extra = {"broadcast": str(network.broadcast_address)} if lease.prefixlen <= 30 else {}
         valid = lifetime(lease)
         await self.kernel.request(f"add address {lease.address}/{lease.prefixlen}", "addr", "replace",
                                   index=index, address=lease.address, prefixlen=lease.prefixlen,
                                   valid_lft=valid, preferred_lft=valid, **extra)
-        if lease.router is not None:
-            try:
-                await self._set_route(index, lease.router, network)
-            except KernelError:
-                if not had_addr:
-                    await self._del_addr(index, lease.address, lease.prefixlen)
-                raise
+        added: list[Route] = []
+        try:
+            # on-link routes first: a gateway may be reachable only through one of them
+            for route in sorted(lease.routes, key=lambda route: route[1] is not None):
+                await self._set_route(index, route, network)
+                if route not in had_routes:
+                    added.append(route)
+        except KernelError:
+            for route in added:
+                await self._del_route(index, route)
+            if not had_addr:
+                await self._del_addr(index, lease.address, lease.prefixlen)
+            raise
         if previous is not None:
             if (previous.address, previous.prefixlen) != (lease.address, lease.prefixlen):
                 await self._del_addr(index, previous.address, previous.prefixlen)
-            if previous.router is not None and previous.router != lease.router:
-                await self._del_route(index, previous.router)
+            for route in previous.routes:
+                if route not in lease.routes:
+                    await self._del_route(index, route)
         moved = previous is not None and previous.config() != lease.config()
-        return moved or not had_addr or not had_route
+        return moved or not had_addr or len(had_routes) != len(lease.routes)
 
     async def withdraw(self, index: int, lease: LeaseInfo) -> None:
-        """Remove the lease's address and default route; what is already gone is fine."""
-        if lease.router is not None:
-            await self._del_route(index, lease.router)
+        """Remove the lease's routes and address; what is already gone is fine."""
+        for route in sorted(lease.routes, key=lambda route: route[1] is None):  # gateways first
+            await self._del_route(index, route)
         await self._del_addr(index, lease.address, lease.prefixlen)
 
-    async def _set_route(self, index: int, router: str, network: ipaddress.IPv4Network | Any) -> None:
+    async def _set_route(self, index: int, route: Route, network: ipaddress.IPv4Network | Any) -> None:
+        destination, gateway = route
+        if gateway is None:
+            await self.kernel.request(f"add route {destination} on-link", "route", "replace", dst=destination,
+                                      oif=index, scope=RT_SCOPE_LINK, priority=metric(index), proto=RTPROT_DHCP,
+                                      table=RT_TABLE_MAIN)
+            return
         # A router outside the leased subnet (a /32 lease, say) is reached on-link.
-        onlink = {} if ipaddress.ip_address(router) in network else {"flags": RTNH_F_ONLINK}
-        await self.kernel.request(f"add default route via {router}", "route", "replace", dst="0.0.0.0/0",
-                                  gateway=router, oif=index, priority=metric(index), proto=RTPROT_DHCP,
+        onlink = {} if ipaddress.ip_address(gateway) in network else {"flags": RTNH_F_ONLINK}
+        await self.kernel.request(f"add route {destination} via {gateway}", "route", "replace", dst=destination,
+                                  gateway=gateway, oif=index, priority=metric(index), proto=RTPROT_DHCP,
                                   table=RT_TABLE_MAIN, **onlink)
 
-    async def _del_route(self, index: int, router: str) -> None:
+    async def _del_route(self, index: int, route: Route) -> None:
+        destination, gateway = route
+        via = {"gateway": gateway} if gateway is not None else {}
         try:
-            await self.kernel.request(f"delete default route via {router}", "route", "del", dst="0.0.0.0/0",
-                                      gateway=router, oif=index, priority=metric(index), table=RT_TABLE_MAIN)
+            await self.kernel.request(f"delete route {destination} via {gateway or 'on-link'}", "route", "del",
+                                      dst=destination, oif=index, priority=metric(index), table=RT_TABLE_MAIN,
+                                      **via)
         except KernelError as exc:
             if errno_of(exc) not in GONE:
                 raise
