@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -366,3 +367,28 @@ def test_tables_nft_cannot_name_on_its_command_line_are_listed_with_the_whole_ru
                                                                             ("inet", "osd")]
             nft_json({"add": {"chain": {"family": "ip", "table": "9x", "name": chain}}})
         assert as_sets(daemon.call("net.firewall")) == ground_truth(lab)
+
+
+def test_a_table_the_kernel_drops_unannounced_leaves_the_answer(lab: RouterLab, tmp_path: Path) -> None:
+    # A table with the owner flag lives as long as the netlink socket that made it.
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    owner = lab.router.popen("/usr/bin/python3", "-c", f"""
+import nftables, os, time
+ctx = nftables.Nftables()
+assert ctx.cmd("add table ip owned {{ flags owner; }}")[0] == 0
+open({str(ready)!r}, "w").close()
+while not os.path.exists({str(release)!r}):
+    time.sleep(0.05)
+""")
+    try:
+        with Daemon(REAL_DAEMON, netns=lab.router.name) as daemon:
+            deadline = time.monotonic() + 10
+            while not ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ("ip", "owned") in {(t["family"], t["name"]) for t in daemon.call("net.firewall")["tables"]}
+            release.touch()
+            owner.wait(timeout=10)
+            assert as_sets(daemon.call("net.firewall")) == ground_truth(lab)
+            assert "owned" not in {t["name"] for t in daemon.call("net.firewall")["tables"]}
+    finally:
+        owner.kill()

@@ -200,6 +200,8 @@ def test_ruleset_view_notices_live_values_and_unknown_lines() -> None:
     assert ruleset_view(counting, frozenset())[1] is True
     with pytest.raises(ValueError):
         ruleset_view("something new { # handle 1\n}\n", frozenset())
+    owned = "table ip owned { # handle 1 progname python3\n\tflags owner\n}\n"
+    assert [(t["name"], t["handle"]) for t in ruleset_view(owned, frozenset())[0]["tables"]] == [("owned", 1)]
     # `list chain` prints its table without a handle
     chain = 'table inet osd {\n\tchain input { # handle 1\n\t\ttcp dport 22 accept comment "fw-1" # handle 4\n\t}\n}\n'
     assert [(r["chain"], r["handle"], r["comment"]) for r in ruleset_view(chain, frozenset())[0]["rules"]] == [

@@ -133,28 +133,29 @@ class NetfilterService(Service):
         """The whole ruleset (every table, chain and rule), the daemon's marked ``managed``."""
         nft = self._require()
         async with self._listing:
-            # The generation is read before the notices are taken, and every listing is
-            # made after both: a change committed in between is in the listing, and its
-            # notices make the next call list its tables again, which is harmless.
+            # The generation is read before the notices are taken, and the tables are
+            # dumped and listed after both: a change committed in between is in the
+            # listing, and its notices make the next call list its tables again.
             generation, version = await nft.generation(), self._version
-            complete, events = self._watch.take() if self._watch is not None else (False, [])
+            complete, named = self._watch.take() if self._watch is not None else (False, set())
             listed, self._listed = self._listed, None  # kept again only once up to date
             announced = self._watch.generation if self._watch is not None else None
-            if (listed is None or not complete
-                    or (generation != listed.generation and (announced is None or announced < generation))):
-                return await self._list_ruleset(generation, version)
-            ours: tuple[TableKey, ...] = ((FAMILY, TABLE),) if version != listed.version else ()
             try:
-                for key in listed.stale(events, ours):
+                if (listed is None or not complete
+                        or (generation != listed.generation and (announced is None or announced < generation))):
+                    return await self._list_ruleset(generation, version)
+                if version != listed.version:
+                    named.add((FAMILY, TABLE))
+                for key in listed.stale(await self._tables(), named):
                     listed.replace(key, await self._list_one(key))
                     self.listings["table"] += 1
             except _Unlistable:
-                return await self._list_ruleset(generation, version)
+                return await self._list_ruleset(generation, version, table_by_table=False)
             listed.generation, listed.version = generation, version
             self._listed = listed
             return listed.view()
 
-    async def _list_ruleset(self, generation: int, version: int) -> dict[str, Any]:
+    async def _list_ruleset(self, generation: int, version: int, *, table_by_table: bool = True) -> dict[str, Any]:
         """The whole ruleset, table by table: libnftables' ``list ruleset`` costs about 6 ms
         more per table when 1100 rules are elsewhere (21 tables: 140 ms against 18 ms for
         the one with the rules; measured on the development VM), ``list table`` does not.
@@ -163,11 +164,9 @@ class NetfilterService(Service):
         listed on its own."""
         self.listings["ruleset"] += 1
         try:
-            try:
-                keys = await self._require().tables()
-            except KeyError as exc:  # a family nft has no name for
-                raise _Unlistable(str(exc)) from exc
-            tables = [table for key in keys if (table := await self._list_one(key)) is not None]
+            if not table_by_table:
+                raise _Unlistable("")
+            tables = [table for key in await self._tables() if (table := await self._list_one(key)) is not None]
         except _Unlistable:
             text = await self._require().text("list ruleset", "list ruleset")
             try:
@@ -176,6 +175,14 @@ class NetfilterService(Service):
                 raise KernelError(errno.EPROTO, "list ruleset", str(exc)) from exc
         self._listed = ListedTables(tables, generation, version)
         return self._listed.view()
+
+    async def _tables(self) -> list[TableKey]:
+        """Every table, in the kernel's order; raises _Unlistable for a family nft has no
+        name for, KernelError."""
+        try:
+            return await self._require().tables()
+        except KeyError as exc:
+            raise _Unlistable(str(exc)) from exc
 
     async def _list_one(self, key: TableKey) -> TableView | None:
         """One table's view, None when the table is gone. Raises _Unlistable for a table that

@@ -22,7 +22,8 @@ from typing import Any
 
 from .nft_model import BASE_RULES, CHAINS, FAMILY, TABLE
 
-_TABLE = re.compile(r'^table (\S+) (.+?) \{(?: # handle (\d+))?$')  # no handle in `list chain`; names unquoted
+# No handle in `list chain`; names unquoted; an owned table adds "progname NAME".
+_TABLE = re.compile(r'^table (\S+) (.+?) \{(?: # handle (\d+)(?: .*)?)?$')
 _BLOCK = re.compile(r'^(\S+) (\S+) \{ # handle (\d+)$')
 _HOOK = re.compile(r'type (\S+) hook (\S+)(?: device "?([^";]*)"?)? priority (-?\d+);(?: policy (\S+);)?')
 _QUOTED = re.compile(r'"[^"]*"')

@@ -5,31 +5,26 @@ Why: net.firewall answers with the whole ruleset, and libnftables lists 1100 rul
 every object a transaction commits (table, chain, rule, set, element, stateful object,
 flowtable) to sockets subscribed to NFNLGRP_NFTABLES, each message naming its table as
 attribute 1, and ends the transaction with NFT_MSG_NEWGEN carrying the new generation id.
-So the tables to list again after a change are exactly the ones named since the last
-answer, and the generation announced last says whether the notices are all in.
+So the tables to list again after a change are the ones named since the last answer, and
+the generation announced last says whether the notices are all in.
 
-Events keep their order, because the order of tables in a listing is the kernel's: a new
-table comes last, and a table deleted and made again moves to the end.
+Which tables exist, and in what order, is not taken from the notices but from a dump of
+the tables at every answer (~0.1 ms): the kernel also drops tables without announcing
+it (a table owned by a process that exits), and the order of a listing is the kernel's.
 """
 
 from __future__ import annotations
 
 import errno
-from typing import Literal
-
 from ..netlink import Buffer, NetlinkError, NetlinkSocket
 from .nft import FAMILIES, NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, generation_id, table_key
 from .nft_text import TableView, View, joined
 
 # include/uapi/linux/netfilter/nfnetlink.h and nf_tables.h
 NFNLGRP_NFTABLES = 7
-NFT_MSG_NEWTABLE = 0
-NFT_MSG_DELTABLE = 2
 NFT_MSG_NEWGEN = 15
-NFT_MSG_DESTROYTABLE = 26  # Linux 6.3 and later
 
 TableKey = tuple[str, str]  # family, name
-Event = tuple[Literal["new", "delete", "change"], TableKey]
 
 
 class RulesetWatch:
@@ -41,30 +36,29 @@ class RulesetWatch:
         """`events`, if given, is read instead of a new subscribed socket (for tests)."""
         self._events = events if events is not None else NetlinkSocket(
             NETLINK_NETFILTER, rcvbuf=rcvbuf, groups=1 << (NFNLGRP_NFTABLES - 1))
-        self._pending: list[Event] = []
+        self._named: set[TableKey] = set()
         self._garbled = False
         self.generation: int | None = None  # announced last; None before the first commit seen
 
     def close(self) -> None:
         self._events.close()
 
-    def take(self) -> tuple[bool, list[Event]]:
-        """The events announced since the last take, in order, and whether they are all of
-        them: False when the kernel dropped notices because the queue was full, or one could
-        not be read. Then nothing can be concluded from them; list everything again."""
+    def take(self) -> tuple[bool, set[TableKey]]:
+        """The tables named since the last take, and whether the notices are all there:
+        False when the kernel dropped some because the queue was full, or one could not be
+        read. Then nothing can be concluded from them; list everything again."""
         try:
             complete = self._events.read_queued(self._note)
         except NetlinkError:
             complete = False
-        events, self._pending = self._pending, []
+        named, self._named = self._named, set()
         complete, self._garbled = complete and not self._garbled, False
-        return complete, events
+        return complete, named
 
     def _note(self, buf: Buffer, off: int, length: int, kind: int) -> None:
         if kind >> 8 != NFNL_SUBSYS_NFTABLES:
             return
-        message = kind & 0xFF
-        if message == NFT_MSG_NEWGEN:
+        if kind & 0xFF == NFT_MSG_NEWGEN:
             self.generation = generation_id(buf, off, length)
             self._garbled |= self.generation is None
             return
@@ -75,12 +69,7 @@ class RulesetWatch:
         if key is None or family is None:
             self._garbled = True  # a family or message this code does not know
             return
-        name = key[1]
-        event: Event = ("new" if message == NFT_MSG_NEWTABLE else
-                        "delete" if message in (NFT_MSG_DELTABLE, NFT_MSG_DESTROYTABLE) else "change",
-                        (family, name))
-        if not self._pending or self._pending[-1] != event:  # a transaction of 1000 rules is one event
-            self._pending.append(event)
+        self._named.add((family, key[1]))
 
 
 class ListedTables:
@@ -94,20 +83,16 @@ class ListedTables:
         self.version = version
         self._joined: View | None = None
 
-    def stale(self, events: list[Event], also: tuple[TableKey, ...] = ()) -> list[TableKey]:
-        """Apply events to the order of tables; the tables to list again, in order: those
-        named by an event or in ``also``, and those showing live values (counters)."""
-        named = set(also)
-        for kind, key in events:
-            named.add(key)
-            if kind == "delete":
-                if key in self.order:
-                    self.order.remove(key)
-            elif key not in self.order:
-                self.order.append(key)
-        for key in named.difference(self.order):
-            self.replace(key, None)
-        return [key for key in self.order if key in named or self.views.get(key, _NOT_LIVE).live]
+    def stale(self, order: list[TableKey], named: set[TableKey] | frozenset[TableKey]) -> list[TableKey]:
+        """Take the kernel's current tables, in its order; the tables to list again, in that
+        order: those named, those not listed yet, and those showing live values (counters).
+        Tables no longer there leave the answer."""
+        if order != self.order:
+            self._joined = None
+            self.order = list(order)
+            for key in set(self.views).difference(order):
+                del self.views[key]
+        return [key for key in order if key in named or key not in self.views or self.views[key].live]
 
     def replace(self, key: TableKey, table: TableView | None) -> None:
         """Put a table's new listing in place (None: the table is gone)."""
@@ -123,9 +108,6 @@ class ListedTables:
         if self._joined is None:
             self._joined = joined(self.views[key] for key in self.order if key in self.views)
         return self._joined
-
-
-_NOT_LIVE = TableView({})
 
 
 def open_watch() -> tuple[RulesetWatch | None, str]:
