@@ -70,6 +70,8 @@ def test_option_121_routes_replace_the_router_option() -> None:
     assert info.router == "192.0.2.254" and len(info.routes) == 4  # option 3 (192.0.2.1) ignored
     assert info.report()["routes"][1] == {"destination": "10.17.0.0/16", "gateway": None}
     assert LeaseInfo.from_state(info.raw) == info
+    twice = [8, 10, 192, 0, 2, 9, 8, 10, 192, 0, 2, 8]  # 10.0.0.0/8 twice: the first router stays
+    assert classless_routes(twice) == (("10.0.0.0/8", "192.0.2.9"),)
     no_default = LeaseInfo.from_lease(pyroute2_lease(0.0, classless_static_route=[8, 10, 192, 0, 2, 9]))
     assert no_default.router is None and no_default.routes == (("10.0.0.0/8", "192.0.2.9"),)
     for broken in ([33, 10, 192, 0, 2, 9], [8, 10, 192, 0, 2]):  # a width past 32; cut short

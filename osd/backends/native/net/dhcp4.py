@@ -53,7 +53,9 @@ Route = tuple[str, str | None]  # destination network, gateway (None: on-link)
 def classless_routes(data: list[int] | bytes) -> tuple[Route, ...]:
     """The routes of a Classless Static Route option (121, RFC 3442): per route one octet
     of prefix length, the destination's significant octets, then the router (0.0.0.0: the
-    destination is on-link). Raises ValueError when the option is malformed."""
+    destination is on-link). A destination given twice keeps its first router (a route
+    table holds one route per destination and metric). Raises ValueError when the option
+    is malformed."""
     octets, routes, at = bytes(data), [], 0
     while at < len(octets):
         width = octets[at]
@@ -66,7 +68,8 @@ def classless_routes(data: list[int] | bytes) -> tuple[Route, ...]:
         destination = ipaddress.IPv4Network(
             (octets[at + 1:at + 1 + significant].ljust(4, b"\0"), width), strict=False)
         gateway = str(ipaddress.IPv4Address(octets[end - 4:end]))
-        routes.append((str(destination), None if gateway == "0.0.0.0" else gateway))
+        if all(str(destination) != known for known, _ in routes):
+            routes.append((str(destination), None if gateway == "0.0.0.0" else gateway))
         at = end
     return tuple(routes)
 

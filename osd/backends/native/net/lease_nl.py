@@ -13,9 +13,12 @@ NetlinkError into KernelError(errno, op).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
+import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ....errors import KernelError
@@ -29,6 +32,8 @@ RT_SCOPE_LINK = 253
 IFF_UP = 0x1
 FOREVER = 0xFFFFFFFF
 METRIC_BASE = 1000
+
+log = logging.getLogger("osd.net.lease")
 
 GONE = (errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT)
 
@@ -74,55 +79,79 @@ class LeaseKernel:
         has_addr = any(addr.get("IFA_LOCAL") == lease.address and addr["prefixlen"] == lease.prefixlen
                        for addr in await self.kernel.dump("dump addresses", "addr", index=index,
                                                           family=socket.AF_INET))
-        if not lease.routes:
-            return has_addr, []
-        installed = {(f"{route.get('RTA_DST', '0.0.0.0')}/{route['dst_len']}", route.get("RTA_GATEWAY"))
-                     for route in await self.kernel.dump("dump routes", "route", family=socket.AF_INET,
-                                                         table=RT_TABLE_MAIN)
-                     if route.get("RTA_OIF") == index and route.get("RTA_PRIORITY") == metric(index)}
-        return has_addr, [route for route in lease.routes if route in installed]
+        installed = await self._installed(index) if lease.routes else {}
+        return has_addr, [route for route in lease.routes if installed.get(route[0], "") == route[1]]
 
     async def apply(self, index: int, lease: LeaseInfo, previous: LeaseInfo | None) -> bool:
         """Put ``lease`` on the interface, then remove what ``previous`` had that it lacks.
 
         Returns whether the interface's address or routes changed (False when only lifetimes
-        were refreshed). When a route cannot be set, the routes and the address this call
-        added are removed again and KernelError is raised. Idempotent.
+        were refreshed). When a route cannot be set (or the call is cancelled), what this
+        call did is undone: routes it replaced are put back, routes and an address it added
+        are removed; then the error is raised. Idempotent.
         """
-        had_addr, had_routes = await self.present(index, lease)
+        had_addr, _ = await self.present(index, lease)
+        before = await self._installed(index)
         network = ipaddress.ip_network(f"{lease.address}/{lease.prefixlen}", strict=False)
         extra = {"broadcast": str(network.broadcast_address)} if lease.prefixlen <= 30 else {}
         valid = lifetime(lease)
-        await self.kernel.request(f"add address {lease.address}/{lease.prefixlen}", "addr", "replace",
-                                  index=index, address=lease.address, prefixlen=lease.prefixlen,
-                                  valid_lft=valid, preferred_lft=valid, **extra)
-        added: list[Route] = []
+        touched: list[Route] = []
         try:
+            await self.kernel.request(f"add address {lease.address}/{lease.prefixlen}", "addr", "replace",
+                                      index=index, address=lease.address, prefixlen=lease.prefixlen,
+                                      valid_lft=valid, preferred_lft=valid, **extra)
             # on-link routes first: a gateway may be reachable only through one of them
             for route in sorted(lease.routes, key=lambda route: route[1] is not None):
+                touched.append(route)
                 await self._set_route(index, route, network)
-                if route not in had_routes:
-                    added.append(route)
-        except KernelError:
-            for route in added:
-                await self._del_route(index, route)
-            if not had_addr:
-                await self._del_addr(index, lease.address, lease.prefixlen)
+        except BaseException:
+            undo = asyncio.ensure_future(self._undo(index, lease, touched, before, network, had_addr))
+            await asyncio.shield(undo)  # cancelled or not, the undo runs to its end
             raise
         if previous is not None:
             if (previous.address, previous.prefixlen) != (lease.address, lease.prefixlen):
                 await self._del_addr(index, previous.address, previous.prefixlen)
+            kept = {destination for destination, _ in lease.routes}  # replaced in place already
             for route in previous.routes:
-                if route not in lease.routes:
+                if route[0] not in kept:
                     await self._del_route(index, route)
+        missing = any(before.get(destination, "") != gateway for destination, gateway in lease.routes)
         moved = previous is not None and previous.config() != lease.config()
-        return moved or not had_addr or len(had_routes) != len(lease.routes)
+        return moved or missing or not had_addr
 
     async def withdraw(self, index: int, lease: LeaseInfo) -> None:
         """Remove the lease's routes and address; what is already gone is fine."""
         for route in sorted(lease.routes, key=lambda route: route[1] is None):  # gateways first
             await self._del_route(index, route)
         await self._del_addr(index, lease.address, lease.prefixlen)
+
+    async def _installed(self, index: int) -> dict[str, str | None]:
+        """destination -> gateway (None: on-link) of the routes with osd's DHCP metric on the
+        interface, in the main table: the routes a lease of this interface can have put there."""
+        return {f"{route.get('RTA_DST', '0.0.0.0')}/{route['dst_len']}": route.get("RTA_GATEWAY")
+                for route in await self.kernel.dump("dump routes", "route", family=socket.AF_INET,
+                                                    table=RT_TABLE_MAIN)
+                if route.get("RTA_OIF") == index and route.get("RTA_PRIORITY") == metric(index)}
+
+    async def _undo(self, index: int, lease: LeaseInfo, touched: list[Route], before: dict[str, str | None],
+                    network: Any, had_addr: bool) -> None:
+        """Best effort: each step that fails is logged, and the next one still runs."""
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        for route in reversed(touched):
+            destination = route[0]
+            if destination in before:
+                old = (destination, before[destination])
+                steps.append((f"put back route {destination}", lambda old=old: self._set_route(index, old, network)))
+            else:
+                steps.append((f"remove route {destination}", lambda route=route: self._del_route(index, route)))
+        if not had_addr:
+            steps.append((f"remove address {lease.address}",
+                          lambda: self._del_addr(index, lease.address, lease.prefixlen)))
+        for what, step in steps:
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
+                log.error("dhcp4 %s: could not %s after a failed apply: %s", lease.interface, what, exc)
 
     async def _set_route(self, index: int, route: Route, network: ipaddress.IPv4Network | Any) -> None:
         destination, gateway = route
@@ -138,12 +167,14 @@ class LeaseKernel:
                                   table=RT_TABLE_MAIN, **onlink)
 
     async def _del_route(self, index: int, route: Route) -> None:
+        """Delete exactly this route: its gateway, or, on-link, its link scope (the kernel
+        matches a delete without either against any route to the destination)."""
         destination, gateway = route
-        via = {"gateway": gateway} if gateway is not None else {}
+        match = {"gateway": gateway} if gateway is not None else {"scope": RT_SCOPE_LINK}
         try:
             await self.kernel.request(f"delete route {destination} via {gateway or 'on-link'}", "route", "del",
                                       dst=destination, oif=index, priority=metric(index), table=RT_TABLE_MAIN,
-                                      **via)
+                                      **match)
         except KernelError as exc:
             if errno_of(exc) not in GONE:
                 raise
