@@ -27,11 +27,22 @@ def test_health_and_rpc_paths(daemon: Daemon) -> None:
     assert json.loads(body)["result"]["status"] == "ok"
 
 
-def test_other_http_methods_get_405(daemon: Daemon) -> None:
+def test_other_http_methods_get_405_and_other_paths_404(daemon: Daemon) -> None:
+    def status(method: str, path: str) -> tuple[str, str]:
+        out = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
+                              "--unix-socket", daemon.socket, f"http://localhost{path}"], capture_output=True,
+                             text=True)
+        allow = [line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if line.lower().startswith("allow:")]
+        return out.stdout.splitlines()[-1], allow[0] if allow else ""
+
     for method in ("GET", "PUT", "DELETE"):
-        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
-                              "--unix-socket", daemon.socket, "http://localhost/"], capture_output=True, text=True)
-        assert out.stdout == "405", method
+        assert status(method, "/") == ("405", "POST"), method
+        assert status(method, "/rpc") == ("405", "POST"), method
+    assert status("POST", "/health") == ("405", "GET")
+    head = subprocess.run(["curl", "-sS", "-I", "--unix-socket", daemon.socket, "http://localhost/health"],
+                          capture_output=True, text=True, check=True).stdout
+    assert head.startswith("HTTP/1.1 200")
+    assert status("POST", "/other")[0] == "404" and status("GET", "/rpc/x")[0] == "404"
 
 
 def test_body_over_the_cap_gets_413(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
     python tests/bench/bench_transport.py [--requests N] [--seconds S] [--clients C] [--rounds R]
 
 osd runs as `osd serve` (native backend, an ACL file loaded, one log line per call to a
-file); the reference is a bare aiohttp app on another Unix socket that parses the JSON body
-and answers a JSON-RPC reply. Both run as separate processes; the client is a minimal
+file); the reference ("bare") is a bare aiohttp app on another Unix socket that parses the
+JSON body and answers a JSON-RPC reply; "bare-ll" is the same handler on aiohttp's
+low-level server, as osd uses, shown as a second, stricter reference. Both run as separate processes; the client is a minimal
 keep-alive HTTP/1.1 client in this process, the same for both. Sequential latency (p50,
 p99) and throughput with C concurrent keep-alive clients are measured in alternating
 rounds; the medians of the rounds are printed with the ratio osd/bare. This prints
@@ -38,6 +39,25 @@ async def handle(request):
 app = web.Application()
 app.router.add_post("/", handle)
 web.run_app(app, path=sys.argv[1], access_log=None, print=None)
+"""
+
+# The same handler on aiohttp's low-level server (no Application, router or middleware),
+# which is what osd itself runs on: the floor for any handler on this machine.
+BARE_LOWLEVEL_SERVER = r"""
+import asyncio, json, sys
+from aiohttp import web
+
+async def handle(request):
+    body = json.loads(await request.read())
+    return web.json_response({"jsonrpc": "2.0", "result": {"status": "ok"}, "id": body.get("id")})
+
+async def main():
+    runner = web.ServerRunner(web.Server(handle, access_log=None))
+    await runner.setup()
+    await web.UnixSite(runner, sys.argv[1]).start()
+    await asyncio.Event().wait()
+
+asyncio.run(main())
 """
 
 
@@ -135,7 +155,7 @@ def main() -> None:
     acl.write_text('[[group]]\nname = "admins"\nusers = ["uid:0"]\n[[ace]]\nright = "admin"\ngroups = ["admins"]\n'
                    '[policy]\nanonymous_local = "read"\n')
     acl.chmod(0o600)
-    sockets = {"osd": str(work / "osd.sock"), "bare": str(work / "bare.sock")}
+    sockets = {"osd": str(work / "osd.sock"), "bare": str(work / "bare.sock"), "bare-ll": str(work / "bare-ll.sock")}
     log = open(work / "osd.log", "wb")
     # As root, both servers get an empty network namespace of their own: the native backend
     # would otherwise set up its nftables table on the host. The Unix sockets work across it.
@@ -145,13 +165,14 @@ def main() -> None:
                                  "--state-dir", str(work / "state"), "--acl", str(acl)],
                                 stdout=log, stderr=log, cwd=REPO),
         "bare": subprocess.Popen([*isolate, sys.executable, "-c", BARE_SERVER, sockets["bare"]]),
+        "bare-ll": subprocess.Popen([*isolate, sys.executable, "-c", BARE_LOWLEVEL_SERVER, sockets["bare-ll"]]),
     }
     try:
         for name, proc in procs.items():
             wait_for_socket(sockets[name], proc)
         results: dict[str, dict[str, list[float]]] = {n: {"p50": [], "p99": [], "rps": []} for n in procs}
         for _ in range(args.rounds):
-            for name in ("bare", "osd"):
+            for name in ("bare", "bare-ll", "osd"):
                 samples = asyncio.run(sequential(sockets[name], args.requests))
                 results[name]["p50"].append(statistics.median(samples) * 1000)
                 results[name]["p99"].append(percentile(samples, 0.99) * 1000)
@@ -168,10 +189,12 @@ def main() -> None:
     print(f"rpc.health, {args.rounds} rounds (medians): sequential {args.requests} requests, "
           f"{args.clients} concurrent keep-alive clients for {args.seconds:g} s")
     print(f"{'server':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for name in ("bare", "osd"):
+    for name in ("bare", "bare-ll", "osd"):
         print(f"{name:8} {med[name]['rps']:9.0f} {med[name]['p50']:8.3f} {med[name]['p99']:8.3f}")
-    print(f"ratio osd/bare: throughput {med['osd']['rps'] / med['bare']['rps']:.2f}x, "
-          f"p50 {med['osd']['p50'] / med['bare']['p50']:.2f}x (ACL file loaded; {calls_logged} calls logged)")
+    for ref in ("bare", "bare-ll"):
+        print(f"ratio osd/{ref}: throughput {med['osd']['rps'] / med[ref]['rps']:.2f}x, "
+              f"p50 {med['osd']['p50'] / med[ref]['p50']:.2f}x")
+    print(f"(ACL file loaded; {calls_logged} calls logged)")
     work.rmdir() if not any(work.iterdir()) else None
 
 
