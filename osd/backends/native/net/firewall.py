@@ -163,11 +163,13 @@ class NetfilterService(Service):
         call lists its tables again. ``list ruleset`` remains for a table that cannot be
         listed on its own."""
         self.listings["ruleset"] += 1
-        try:
-            if not table_by_table:
-                raise _Unlistable("")
-            tables = [table for key in await self._tables() if (table := await self._list_one(key)) is not None]
-        except _Unlistable:
+        tables: list[TableView] | None = None
+        if table_by_table:
+            try:
+                tables = [table for key in await self._tables() if (table := await self._list_one(key)) is not None]
+            except _Unlistable:
+                pass
+        if tables is None:
             text = await self._require().text("list ruleset", "list ruleset")
             try:
                 tables = table_views(text, frozenset(self._entries))
