@@ -52,10 +52,12 @@ class LoopLab:
     def __init__(self, tag: str = "vol") -> None:
         self.dir = tempfile.mkdtemp(prefix=f"osdt-{tag}-{os.getpid()}-{secrets.token_hex(3)}-", dir="/tmp")
         self.devices: dict[str, str] = {}  # /dev/loopN -> backing file
+        self._made = 0  # backing files made: names them (detached devices leave self.devices)
 
     # ------------------------------------------------------------ making
     def disk(self, size_mib: int) -> str:
-        path = os.path.join(self.dir, f"disk{len(self.devices)}.img")
+        path = os.path.join(self.dir, f"disk{self._made}.img")
+        self._made += 1
         with open(path, "wb") as f:
             f.truncate(size_mib * MIB)
         dev = run(["losetup", "-f", "--show", path]).stdout.strip()
@@ -65,6 +67,19 @@ class LoopLab:
             # scanning): a reused loop device still shows its last user's. It is ours now.
             run(["partx", "-d", dev])
         return dev
+
+    def reattach(self, dev: str) -> str:
+        """Detach ``dev`` and attach its backing file again under another /dev/loopN name,
+        as a disk that comes back under a new kernel name."""
+        path = self.devices[dev]
+        self.detach(dev)
+        # losetup -f takes the lowest free device, likely the one just freed: hold that one
+        placeholder = self.disk(1)
+        moved = run(["losetup", "-f", "--show", path]).stdout.strip()
+        self.devices[moved] = path
+        self.detach(placeholder)
+        assert moved != dev
+        return moved
 
     def mountpoint(self, name: str) -> str:
         path = os.path.join(self.dir, name)

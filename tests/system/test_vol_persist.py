@@ -59,7 +59,8 @@ def test_kill_9_unmount_restart(lab: LoopLab) -> None:
         seen = findmnt(targets["keep"])
         assert seen is not None and seen["source"] == keep and seen["fstype"] == "ext4"
         assert findmnt(targets["gone"]) is None and findmnt(targets["temp"]) is None
-        assert f"pruned persisted mount {targets['gone']}: its source {gone} is gone" in second.log
+        # (another run on this machine may have attached a device of the same name meanwhile)
+        assert f"pruned persisted mount {targets['gone']}: its source {gone} " in second.log
         listed = {m["target"]: m["managed"] for m in second.call("vol.list_mounts")}
         assert listed[targets["keep"]] is True and targets["gone"] not in listed and targets["temp"] not in listed
         state = json.load(open(os.path.join(workdir, "state", "mounts.json")))
@@ -70,6 +71,39 @@ def test_kill_9_unmount_restart(lab: LoopLab) -> None:
         assert [(d["name"], d["actual"]) for d in mount_drift(second)] == [(targets["keep"], None)]
         assert second.call("vol.unmount", {"target": targets["keep"]}) == {"changed": True}  # forgets it
         assert mount_drift(second) == []
+    finally:
+        second.cleanup()
+
+
+def test_a_device_name_is_checked_against_the_recorded_filesystem(lab: LoopLab) -> None:
+    moving, reformatted = lab.disk(120), lab.disk(120)
+    for dev in (moving, reformatted):
+        run(["mkfs.ext4", "-q", dev])
+    uuid = blkid(moving)["UUID"]
+    args = config_file(lab)
+    workdir = lab.mountpoint("daemon")
+    targets = {name: lab.mountpoint(name) for name in ("moving", "reformatted")}
+    first = Daemon(VOL_DAEMON, args, workdir=workdir).start()
+    try:
+        first.call("vol.mount", {"source": moving, "target": targets["moving"]})
+        first.call("vol.mount", {"source": reformatted, "target": targets["reformatted"]})
+        first.kill()
+    finally:
+        first.cleanup()
+    for target in targets.values():
+        run(["umount", target])
+    moved = lab.reattach(moving)  # the same filesystem under another kernel name
+    run(["mkfs.ext4", "-q", "-F", reformatted])  # the same name, another filesystem
+
+    second = Daemon(VOL_DAEMON, args, workdir=workdir).start()
+    try:
+        seen = findmnt(targets["moving"])
+        assert seen is not None and seen["source"] == moved and blkid(moved)["UUID"] == uuid
+        assert f"filesystem UUID {uuid} found on {moved}, no longer on {moving}" in second.log
+        assert findmnt(targets["reformatted"]) is None
+        assert f"pruned persisted mount {targets['reformatted']}: its source {reformatted} now holds another " \
+               f"filesystem" in second.log
+        assert {m["target"] for m in second.call("vol.list_mounts") if m["managed"]} == {targets["moving"]}
     finally:
         second.cleanup()
 

@@ -1,9 +1,16 @@
 """vol.mount / vol.unmount / vol.list_mounts / vol.usage, and the mounts the daemon manages (SPEC §4).
 
 Every mount made through the daemon is recorded (state file ``mounts.json``: target ->
-source as given, fs_type, options, persist). At start, a recorded mount with persist=true
-that is missing from mountinfo is mounted again when its source exists and pruned with a
-log line when it does not; a persist=false record that is no longer mounted is dropped.
+source as given, fs_type, options, persist, and for a /dev/... source the filesystem's
+UUID). At start, a recorded mount with persist=true that is missing from mountinfo is
+mounted again when its filesystem is found, and pruned with a log line when it is not; a
+persist=false record that is no longer mounted is dropped.
+
+Why the UUID: a kernel device name is not an identity. After a reboot /dev/sdb may be
+another disk, and a freed /dev/loop3 is the next loop device anybody attaches. A recorded
+UUID is checked before mounting a /dev/... source again; when the name now holds another
+filesystem (or none), the filesystem is looked for by its UUID under whatever name it
+has now.
 """
 
 from __future__ import annotations
@@ -77,6 +84,21 @@ async def _mount(st: Storage, name: str, target: str, fs_type: str | None, optio
     return found
 
 
+def _recorded_filesystem(st: Storage, entry: dict[str, Any]) -> tuple[str | None, str]:
+    """The kernel name of the device holding a recorded mount's filesystem, and a note; or
+    None and why it cannot be found."""
+    source, uuid = entry["source"], entry.get("fs_uuid")
+    name = blockdev.find_source(st, source)
+    if uuid is None or (name is not None and st.probe(name).fs_uuid == uuid):
+        return name, "" if name is not None else f"its source {source} is gone"
+    moved = blockdev.find_source(st, f"UUID={uuid}")
+    if moved is not None:
+        return moved, f"filesystem UUID {uuid} found on /dev/{moved}, no longer on {source}"
+    if name is None:
+        return None, f"its source {source} is gone"
+    return None, f"its source {source} now holds another filesystem than UUID {uuid}, which is nowhere"
+
+
 class MountService(Service):
     namespace = "vol"
     implementations = implements
@@ -101,14 +123,14 @@ class MountService(Service):
                 log.info("forgetting mount %s: it was not persisted and is no longer mounted", target)
                 self.records.drop(target)
                 continue
-            name = blockdev.find_source(st, entry["source"])
+            name, problem = _recorded_filesystem(st, entry)
             if name is None:
-                log.warning("pruned persisted mount %s: its source %s is gone", target, entry["source"])
+                log.warning("pruned persisted mount %s: %s", target, problem)
                 self.records.drop(target)
                 continue
             try:
                 await _mount(st, name, target, entry.get("fs_type"), entry.get("options"))
-                log.info("re-mounted %s on %s", entry["source"], target)
+                log.info("re-mounted %s on %s%s", entry["source"], target, f" ({problem})" if problem else "")
             except OsdError as exc:
                 log.warning("could not re-mount %s on %s: %s (kept; vol drift reports it)",
                             entry["source"], target, exc.message)
@@ -162,6 +184,9 @@ class MountService(Service):
             if name is None:
                 raise NotFound("block device", source)
             entry = {"source": source, "fs_type": fs_type, "options": options, "persist": persist}
+            uuid = st.probe(name).fs_uuid
+            if source.startswith("/dev/") and uuid:
+                entry["fs_uuid"] = uuid
             current = mountinfo.mount_at(real, st.mounts)
             if current is not None:
                 if name not in mount_device_names(current, st.btrfs):
