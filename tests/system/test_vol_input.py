@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,3 +141,18 @@ def test_btrfs_paths_that_are_not_subvolumes(daemon: Daemon, lab: LoopLab, disk:
     os.mkdir(f"{mnt}/taken")
     assert daemon.error("vol.snapshot_subvolume", {"source": f"{mnt}/sub", "dest": f"{mnt}/taken"}).code == -32005
     daemon.call("vol.unmount", {"target": mnt})
+
+
+def test_a_label_naming_two_filesystems_is_a_conflict_not_a_guess(daemon: Daemon, lab: LoopLab) -> None:
+    label = f"twin{secrets.token_hex(4)}"
+    twins = [lab.disk(40), lab.disk(40)]
+    for dev in twins:
+        run(["mkfs.ext4", "-q", "-L", label, dev])
+    target = lab.mountpoint("twin")
+    err = daemon.error("vol.mount", {"source": f"LABEL={label}", "target": target})
+    assert err.code == -32005 and all(dev in err.data["reason"] for dev in twins), err
+    assert findmnt(target) is None
+    uuid = run(["blkid", "-o", "value", "-s", "UUID", twins[1]]).stdout.strip()
+    assert daemon.call("vol.mount", {"source": f"UUID={uuid}", "target": target, "persist": False})["changed"]
+    assert findmnt(target)["source"] == twins[1]
+    assert daemon.call("vol.unmount", {"target": target}) == {"changed": True}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -222,15 +223,16 @@ def test_ext4_swap_and_free_space(daemon: Daemon, lab: LoopLab, disks: dict[str,
     assert start * 512 <= free_after[0]["start_bytes"]  # sfdisk does not align; the end agrees
     assert (end + 1) * 512 == free_after[0]["start_bytes"] + free_after[0]["size_bytes"]
 
-    made = daemon.call("vol.create_filesystem", {"device": ext["path"], "fs_type": "ext4", "label": "MOSlogs"})
-    assert blkid(ext["path"])["TYPE"] == "ext4" and blkid(ext["path"])["LABEL"] == "MOSlogs"
+    label = f"logs{secrets.token_hex(4)}"  # mounted by label: unique among runs sharing this machine
+    made = daemon.call("vol.create_filesystem", {"device": ext["path"], "fs_type": "ext4", "label": label})
+    assert blkid(ext["path"])["TYPE"] == "ext4" and blkid(ext["path"])["LABEL"] == label
     assert made["uuid"] == blkid(ext["path"])["UUID"]
     sw = daemon.call("vol.create_filesystem", {"device": swap["path"], "fs_type": "swap", "label": "MOSswap"})
     assert blkid(swap["path"])["TYPE"] == "swap" and sw["uuid"] == blkid(swap["path"])["UUID"]
     assert blkid(swap["path"])["PART_ENTRY_TYPE"] == "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"
 
     mnt = lab.mountpoint("logs")
-    daemon.call("vol.mount", {"source": "LABEL=MOSlogs", "target": mnt, "options": "noatime", "persist": False})
+    daemon.call("vol.mount", {"source": f"LABEL={label}", "target": mnt, "options": "noatime", "persist": False})
     seen = findmnt(mnt)
     assert seen is not None and seen["fstype"] == "ext4" and "noatime" in seen["options"].split(",")
     entry = next(m for m in daemon.call("vol.list_mounts") if m["target"] == mnt)

@@ -222,3 +222,38 @@ def test_concurrent_starts_start_one_job(monkeypatch: pytest.MonkeyPatch, method
     results = asyncio.run(scenario())
     assert sorted(r["changed"] for r in results) == [False, True]
     assert len(started) == 1
+
+
+def _scrub_text(started: str, data_bytes: int) -> str:
+    return (f"UUID: fs-1\nScrub started:    {started}\nStatus:           finished\nDuration:         0:00:01\n"
+            f"\tdata_bytes_scrubbed: {data_bytes}\n\tcsum_errors: 0\n")
+
+
+@pytest.mark.parametrize("status_file, expected", [
+    (_scrub_text("Mon Nov 23 04:39:36 2026", 13631488), 20971520),  # the same scrub, a stale write
+    ("", 20971520),  # the file read while being rewritten
+    (_scrub_text("Mon Nov 23 05:00:00 2026", 5), 5),  # a scrub started since, by someone else
+])
+def test_scrub_status_after_the_job_prefers_its_final_figures(
+        monkeypatch: pytest.MonkeyPatch, status_file: str, expected: int) -> None:
+    job_output = "scrub done for fs-1\n" + _scrub_text("Mon Nov 23 04:39:36 2026", 20971520)
+
+    async def run(argv: list[str], **kwargs: object) -> tools.Result:
+        return tools.Result(tuple(argv), 0, job_output if "start" in argv else status_file, "")
+
+    monkeypatch.setattr(maintenance, "BtrfsPath", _Where)
+    monkeypatch.setattr(tools, "run", run)
+    service = maintenance.MaintenanceService(None)  # type: ignore[arg-type]
+
+    async def scenario() -> dict[str, object]:
+        monkeypatch.setattr(tools, "run", run)
+        service.jobs.start("scrub", "fs-1", ["btrfs", "scrub", "start", "-B", "-R", "/mnt/fs"])
+        job = service.jobs.get("scrub", "fs-1")
+        while job is not None and job.running:
+            await asyncio.sleep(0.01)
+        status = await service.scrub_status("/mnt/fs/a")
+        await service.close()
+        return status
+
+    status = asyncio.run(scenario())
+    assert status["status"] == "finished" and status["data_bytes_scrubbed"] == expected

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ....errors import Conflict
 from . import mountinfo, probe, sysfs
 from .mountinfo import Mount
 from .probe import Probe
@@ -177,14 +178,26 @@ def filesystems(st: Storage, prefix: str) -> list[dict[str, Any]]:
 
 
 def find_source(st: Storage, source: str) -> str | None:
-    """The kernel name of the device a mount source names (/dev/..., UUID=, LABEL=, PARTUUID=, PARTLABEL=)."""
+    """The kernel name of the device a mount source names (/dev/..., UUID=, LABEL=, PARTUUID=,
+    PARTLABEL=), None when none does.
+
+    Raises Conflict when a tag names devices of more than one filesystem or partition (two
+    disks labelled alike): mounting either would be a guess. The members of one multi-device
+    filesystem (btrfs) share its UUID and label; the first member stands for it.
+    """
     if source.startswith("/dev/"):
         name = sysfs.name_of(source)
         return name if name in st.devices else None
     key, _, value = source.partition("=")
     field = {"UUID": "fs_uuid", "LABEL": "fs_label", "PARTUUID": "part_uuid", "PARTLABEL": "part_name"}[key]
+    matches = []
     for dev in st.devices.values():
         found = getattr(st.probe(dev.name), field)
         if found is not None and (found == value or (key.endswith("UUID") and found.lower() == value.lower())):
-            return dev.name
-    return None
+            matches.append(dev.name)
+    filesystem = key in ("UUID", "LABEL")
+    if len({st.probe(name).fs_uuid if filesystem else name for name in matches}) > 1:
+        devices = ", ".join(f"/dev/{name}" for name in matches)
+        raise Conflict("mount source", source, f"names more than one {'filesystem' if filesystem else 'partition'} "
+                                               f"({devices}); name the device instead")
+    return matches[0] if matches else None

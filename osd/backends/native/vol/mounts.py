@@ -123,7 +123,12 @@ class MountService(Service):
                 log.info("forgetting mount %s: it was not persisted and is no longer mounted", target)
                 self.records.drop(target)
                 continue
-            name, problem = _recorded_filesystem(st, entry)
+            try:
+                name, problem = _recorded_filesystem(st, entry)
+            except OsdError as exc:  # a tag that now names two filesystems: no guess, no prune
+                log.warning("could not re-mount %s on %s: %s (kept; vol drift reports it)",
+                            entry["source"], target, exc.message)
+                continue
             if name is None:
                 log.warning("pruned persisted mount %s: %s", target, problem)
                 self.records.drop(target)
@@ -170,8 +175,9 @@ class MountService(Service):
 
         Idempotent: the same source already mounted there is changed=false (a new persist
         flag is still recorded). Raises NotFound (target or source missing), InvalidParams
-        (target not a directory), Conflict (something else mounted there), NotSupported
-        (the kernel lacks the filesystem), ToolFailed.
+        (target not a directory), Conflict (something else mounted there, or a LABEL=/UUID=
+        tag naming more than one filesystem), NotSupported (the kernel lacks the filesystem),
+        ToolFailed.
         """
         real = os.path.realpath(target)
         if not os.path.exists(real):
