@@ -76,17 +76,17 @@ def test_kill_9_unmount_restart(lab: LoopLab) -> None:
 
 
 def test_a_device_name_is_checked_against_the_recorded_filesystem(lab: LoopLab) -> None:
-    moving, reformatted = lab.disk(120), lab.disk(120)
-    for dev in (moving, reformatted):
+    moving, reformatted, blank = lab.disk(120), lab.disk(120), lab.disk(120)
+    for dev in (moving, reformatted, blank):
         run(["mkfs.ext4", "-q", dev])
     uuid = blkid(moving)["UUID"]
     args = config_file(lab)
     workdir = lab.mountpoint("daemon")
-    targets = {name: lab.mountpoint(name) for name in ("moving", "reformatted")}
+    targets = {name: lab.mountpoint(name) for name in ("moving", "reformatted", "blank")}
     first = Daemon(VOL_DAEMON, args, workdir=workdir).start()
     try:
-        first.call("vol.mount", {"source": moving, "target": targets["moving"]})
-        first.call("vol.mount", {"source": reformatted, "target": targets["reformatted"]})
+        for name, dev in (("moving", moving), ("reformatted", reformatted), ("blank", blank)):
+            first.call("vol.mount", {"source": dev, "target": targets[name]})
         first.kill()
     finally:
         first.cleanup()
@@ -94,6 +94,7 @@ def test_a_device_name_is_checked_against_the_recorded_filesystem(lab: LoopLab) 
         run(["umount", target])
     moved = lab.reattach(moving)  # the same filesystem under another kernel name
     run(["mkfs.ext4", "-q", "-F", reformatted])  # the same name, another filesystem
+    run(["wipefs", "-a", "-q", blank])  # the same name, nothing readable: no proof either way
 
     second = Daemon(VOL_DAEMON, args, workdir=workdir).start()
     try:
@@ -103,7 +104,10 @@ def test_a_device_name_is_checked_against_the_recorded_filesystem(lab: LoopLab) 
         assert findmnt(targets["reformatted"]) is None
         assert f"pruned persisted mount {targets['reformatted']}: its source {reformatted} now holds another " \
                f"filesystem" in second.log
+        assert findmnt(targets["blank"]) is None
+        assert f"could not re-mount {blank} on {targets['blank']}" in second.log
         assert {m["target"] for m in second.call("vol.list_mounts") if m["managed"]} == {targets["moving"]}
+        assert [d["name"] for d in second.call("net.verify")["drift"] if d["kind"] == "mount"] == [targets["blank"]]
     finally:
         second.cleanup()
 

@@ -257,3 +257,27 @@ def test_scrub_status_after_the_job_prefers_its_final_figures(
 
     status = asyncio.run(scenario())
     assert status["status"] == "finished" and status["data_bytes_scrubbed"] == expected
+
+
+def test_a_mount_tag_names_one_filesystem_or_is_a_conflict() -> None:
+    from osd.backends.native.vol.blockdev import find_source
+    from osd.errors import Conflict
+
+    probes = {
+        "sda1": Probe(fs_type="ext4", fs_label="data", fs_uuid="u-1"),
+        "sda2": Probe(fs_type="ext4", fs_label="data", fs_uuid="u-2"),  # a second disk labelled alike
+        "sdb": Probe(fs_type="ext4", fs_label="clone", fs_uuid="u-3"),
+        "sde": Probe(fs_type="ext4", fs_label="clone", fs_uuid="u-3"),  # dd'd: the same UUID
+        "sde1": Probe(fs_type="vfat", fs_label="nouuid"),
+        "sdd": Probe(fs_type="vfat", fs_label="nouuid"),  # two labelled alike, neither with a UUID
+        "sdc": Probe(fs_type="btrfs", fs_label="pool", fs_uuid="u-4"),
+        "md0": Probe(fs_type="btrfs", fs_label="pool", fs_uuid="u-4"),  # members of one btrfs
+    }
+    st = storage(probes=probes)
+    for source in ("LABEL=data", "UUID=u-3", "LABEL=clone", "LABEL=nouuid"):
+        with pytest.raises(Conflict) as err:
+            find_source(st, source)
+        assert "/dev/" in err.value.data["reason"], source
+    assert find_source(st, "UUID=u-1") == "sda1" and find_source(st, "UUID=U-1") == "sda1"
+    assert find_source(st, "LABEL=pool") == "sdc" and find_source(st, "UUID=u-4") == "sdc"
+    assert find_source(st, "LABEL=none") is None and find_source(st, "/dev/osdt-none") is None

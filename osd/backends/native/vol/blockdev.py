@@ -177,17 +177,12 @@ def filesystems(st: Storage, prefix: str) -> list[dict[str, Any]]:
     return list(by_uuid.values())
 
 
-def find_source(st: Storage, source: str) -> str | None:
-    """The kernel name of the device a mount source names (/dev/..., UUID=, LABEL=, PARTUUID=,
-    PARTLABEL=), None when none does.
-
-    Raises Conflict when a tag names devices of more than one filesystem or partition (two
-    disks labelled alike): mounting either would be a guess. The members of one multi-device
-    filesystem (btrfs) share its UUID and label; the first member stands for it.
-    """
+def matching_devices(st: Storage, source: str) -> list[str]:
+    """The kernel names of every device a mount source names (/dev/..., UUID=, LABEL=,
+    PARTUUID=, PARTLABEL=), in kernel order."""
     if source.startswith("/dev/"):
         name = sysfs.name_of(source)
-        return name if name in st.devices else None
+        return [name] if name in st.devices else []
     key, _, value = source.partition("=")
     field = {"UUID": "fs_uuid", "LABEL": "fs_label", "PARTUUID": "part_uuid", "PARTLABEL": "part_name"}[key]
     matches = []
@@ -195,9 +190,29 @@ def find_source(st: Storage, source: str) -> str | None:
         found = getattr(st.probe(dev.name), field)
         if found is not None and (found == value or (key.endswith("UUID") and found.lower() == value.lower())):
             matches.append(dev.name)
-    filesystem = key in ("UUID", "LABEL")
-    if len({st.probe(name).fs_uuid if filesystem else name for name in matches}) > 1:
+    return matches
+
+
+def one_filesystem(st: Storage, names: list[str]) -> bool:
+    """Whether devices hold one filesystem: a single device, or members of one multi-device
+    btrfs (the only filesystem here whose devices share a UUID by design; two ext4 sharing
+    one are clones, and which of them to mount would be a guess)."""
+    if len(names) <= 1:
+        return True
+    probes = [st.probe(name) for name in names]
+    return all(p.fs_type == "btrfs" and p.fs_uuid and p.fs_uuid == probes[0].fs_uuid for p in probes)
+
+
+def find_source(st: Storage, source: str) -> str | None:
+    """The kernel name of the device a mount source names, None when none does.
+
+    Raises Conflict when a tag names more than one filesystem or partition (two disks
+    labelled alike, a cloned UUID): mounting either would be a guess. The members of one
+    multi-device btrfs share its UUID and label; the first member stands for it.
+    """
+    matches = matching_devices(st, source)
+    if not one_filesystem(st, matches):
         devices = ", ".join(f"/dev/{name}" for name in matches)
-        raise Conflict("mount source", source, f"names more than one {'filesystem' if filesystem else 'partition'} "
-                                               f"({devices}); name the device instead")
+        kind = "partition" if source.startswith("PART") else "filesystem"
+        raise Conflict("mount source", source, f"names more than one {kind} ({devices}); name the device instead")
     return matches[0] if matches else None

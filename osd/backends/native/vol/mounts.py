@@ -89,13 +89,16 @@ def _recorded_filesystem(st: Storage, entry: dict[str, Any]) -> tuple[str | None
     None and why it cannot be found."""
     source, uuid = entry["source"], entry.get("fs_uuid")
     name = blockdev.find_source(st, source)
-    if uuid is None or (name is not None and st.probe(name).fs_uuid == uuid):
+    there = st.probe(name).fs_uuid if name is not None else None
+    if uuid is None or there == uuid:
         return name, "" if name is not None else f"its source {source} is gone"
     moved = blockdev.find_source(st, f"UUID={uuid}")
     if moved is not None:
         return moved, f"filesystem UUID {uuid} found on /dev/{moved}, no longer on {source}"
     if name is None:
         return None, f"its source {source} is gone"
+    if there is None:  # unreadable or blank just now: no proof it is another filesystem
+        return name, f"the UUID on {source} could not be read; mounting it by name"
     return None, f"its source {source} now holds another filesystem than UUID {uuid}, which is nowhere"
 
 
@@ -186,16 +189,21 @@ class MountService(Service):
             raise InvalidParams(f"{target} is not a directory", "/target")
         async with self.ctx.lock:
             st = await self.ctx.scan()
-            name = blockdev.find_source(st, source)
+            current = mountinfo.mount_at(real, st.mounts)
+            mounted = mount_device_names(current, st.btrfs) if current is not None else set()
+            # Mounted there already from a device the source names: the same mount, even if
+            # the tag has come to name another filesystem too since.
+            name = next((n for n in blockdev.matching_devices(st, source) if n in mounted), None)
+            if name is None:
+                name = blockdev.find_source(st, source)
             if name is None:
                 raise NotFound("block device", source)
             entry = {"source": source, "fs_type": fs_type, "options": options, "persist": persist}
             uuid = st.probe(name).fs_uuid
             if source.startswith("/dev/") and uuid:
                 entry["fs_uuid"] = uuid
-            current = mountinfo.mount_at(real, st.mounts)
             if current is not None:
-                if name not in mount_device_names(current, st.btrfs):
+                if name not in mounted:
                     raise Conflict("mount", real, f"{current.source} is mounted there")
                 changed = self.records.entries.get(real) != entry
                 if changed:
