@@ -23,7 +23,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from .acl import Acl, AclError
 from .backends import Backend
@@ -162,10 +162,17 @@ def make_server(core: Core, acls: AclHolder, *, max_body_bytes: int) -> web.Serv
         allowed = ROUTES.get(request.path)
         if allowed is None:
             raise web.HTTPNotFound()
-        if request.method != allowed and not (allowed == "GET" and request.method == "HEAD"):
-            raise web.HTTPMethodNotAllowed(request.method, [allowed])
+        methods = ["GET", "HEAD"] if allowed == "GET" else [allowed]
+        if request.method not in methods:
+            raise web.HTTPMethodNotAllowed(request.method, methods)
         if allowed == "GET":
             return web.Response(body=HEALTH_BODY, content_type="application/json")
+        expect = request.headers.get("Expect")
+        if expect is not None:  # what web.Application's router did by itself
+            if request.version != HttpVersion11 or expect.lower() != "100-continue":
+                raise web.HTTPExpectationFailed(text=f"unknown Expect: {expect}")
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
         body = await request.read()  # over max_body_bytes: HTTP 413
         transport = request.transport
         if transport is None:  # the client went away

@@ -38,11 +38,32 @@ def test_other_http_methods_get_405_and_other_paths_404(daemon: Daemon) -> None:
     for method in ("GET", "PUT", "DELETE"):
         assert status(method, "/") == ("405", "POST"), method
         assert status(method, "/rpc") == ("405", "POST"), method
-    assert status("POST", "/health") == ("405", "GET")
+    assert status("POST", "/health") == ("405", "GET,HEAD")
     head = subprocess.run(["curl", "-sS", "-I", "--unix-socket", daemon.socket, "http://localhost/health"],
                           capture_output=True, text=True, check=True).stdout
     assert head.startswith("HTTP/1.1 200")
     assert status("POST", "/other")[0] == "404" and status("GET", "/rpc/x")[0] == "404"
+
+
+def test_expect_100_continue_is_answered_before_the_body(daemon: Daemon) -> None:
+    body = b'{"jsonrpc":"2.0","id":1,"method":"rpc.health"}'
+    head = (b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n" % len(body))
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(daemon.socket)
+        sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # before any body byte
+        sock.sendall(body)
+        reply = b""
+        while b'"result"' not in reply:
+            reply += sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 200")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(daemon.socket)
+        sock.sendall(head + b"Expect: something-else\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 417")
 
 
 def test_body_over_the_cap_gets_413(tmp_path: Path) -> None:
