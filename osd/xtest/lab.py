@@ -31,7 +31,7 @@ from pathlib import Path
 from .. import tools
 from ..errors import OsdError
 from .engine import Stop
-from .record import LabRecord, orphans
+from .record import LabRecord, claimed, orphans
 
 DHCP_SERVER = "192.0.2.1"
 DHCP_RANGE = ("192.0.2.100", "192.0.2.149")
@@ -314,8 +314,11 @@ async def collect_orphans() -> list[str]:
     """Undo the labs of runners that were killed outright; one line per lab (and its problems)."""
     done = []
     for path, doc in orphans():
-        lab = Lab.from_record(doc, LabRecord(path.stem))
-        problems = await lab.teardown()
+        with claimed(path) as ours:
+            if not ours:  # another run is undoing it, or has
+                continue
+            lab = Lab.from_record(doc, LabRecord(path.stem))
+            problems = await lab.teardown()
         done.append(f"collected the lab of a killed run ({doc.get('rundir')})"
                     + (f": {'; '.join(problems)}" if problems else ""))
     return done

@@ -9,8 +9,11 @@ timeout): the next run undoes it from what it lists, by identity, never by patte
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,32 @@ class LabRecord:
     def remove(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def claimed(path: Path) -> Iterator[bool]:
+    """Whether this process may undo the lab recorded at ``path``: an exclusive flock on the
+    record, held for the block. Several runs on one machine each collect orphans at start;
+    without the claim two of them undid one lab at once and each tripped over the other's
+    deletions. False: another run holds it, or has already removed the record."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:  # the lock is on what was opened: still the record, or removed by its collector?
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        yield current
+    finally:
+        os.close(fd)
 
 
 def orphans() -> list[tuple[Path, dict[str, Any]]]:

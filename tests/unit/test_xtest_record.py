@@ -36,3 +36,16 @@ def test_no_record_where_it_cannot_be_written(tmp_path: Path, monkeypatch: pytes
     lab.save({})
     assert lab.path is None
     lab.remove()
+
+
+def test_one_collector_at_a_time_claims_an_orphan(tmp_path: Path) -> None:
+    path = tmp_path / "osdx-dead.json"
+    path.write_text("{}")
+    with record.claimed(path) as first:
+        with record.claimed(path) as second:  # another open file description: another collector
+            assert first is True and second is False
+    with record.claimed(path) as again:  # released with the block
+        assert again is True
+        path.unlink()  # its collector removed it
+    with record.claimed(path) as gone:
+        assert gone is False
