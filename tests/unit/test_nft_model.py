@@ -7,7 +7,7 @@ import errno
 
 import pytest
 
-from osd.backends.native.net.nft import errno_of
+from osd.backends.native.net.nft import errno_from_text
 from osd.backends.native.net.nft_listing import drift, present
 from osd.backends.native.net.nft_model import (
     BASE_RULES, Dnat, FirewallRule, Snat, chain_spec, expected_rules, from_record, rebuild,
@@ -219,4 +219,4 @@ def test_present_lists_commented_rules() -> None:
     ("Error: syntax error, unexpected junk", errno.EINVAL),
 ])
 def test_libnftables_error_text_maps_to_errno(text: str, code: int) -> None:
-    assert errno_of(text) == code
+    assert errno_from_text(text) == code

@@ -27,8 +27,6 @@ __all__ = [
     "interfaces",
     "link_decoder",
     "link_entry",
-    "neighbors",
-    "routes",
 ]
 
 RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH = 18, 22, 26, 30

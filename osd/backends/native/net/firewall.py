@@ -35,6 +35,7 @@ from ....errors import Conflict, InvalidParams, KernelError, NotSupported
 from ....methods import net
 from ....state import StateError, StateFile
 from ..impl import Implementations, Service
+from .kernel import errno_of
 from .nft import Nft
 from .nft_listing import Listing, drift, present
 from .nft_model import (
@@ -196,9 +197,9 @@ class NetfilterService(Service):
         try:
             text = await self._require().text(f"list table {family} {name}", f"list table {family} {name}")
         except KernelError as exc:
-            if exc.data and exc.data["errno"] == errno.ENOENT:
+            if errno_of(exc) == errno.ENOENT:
                 return None
-            if exc.data and exc.data["errno"] == errno.EINVAL:  # e.g. a name nft's parser takes otherwise
+            if errno_of(exc) == errno.EINVAL:  # e.g. a name nft's parser takes otherwise
                 raise _Unlistable(name) from exc
             raise
         try:
@@ -293,7 +294,7 @@ class NetfilterService(Service):
         try:
             return await self._require().run([{"list": {"table": table_ref()}}], f"list table {FAMILY} {TABLE}")
         except KernelError as exc:
-            if exc.data and exc.data["errno"] == errno.ENOENT:
+            if errno_of(exc) == errno.ENOENT:
                 return None
             raise
 
@@ -324,7 +325,7 @@ class NetfilterService(Service):
         try:
             await self._require().run(commands, f"add {entry.kind} {entry.id}")
         except KernelError as exc:
-            if not exc.data or exc.data["errno"] != errno.ENOENT:
+            if errno_of(exc) != errno.ENOENT:
                 raise
             log.warning("table %s %s or a chain of it is gone; rebuilding it from the record", FAMILY, TABLE)
             await self._rebuild()
@@ -337,7 +338,7 @@ class NetfilterService(Service):
             try:
                 text = await self._require().text(f"list chain {FAMILY} {TABLE} {chain}", f"list chain {chain}")
             except KernelError as exc:
-                if not exc.data or exc.data["errno"] != errno.ENOENT:
+                if errno_of(exc) != errno.ENOENT:
                     raise
                 continue
             try:
@@ -387,7 +388,7 @@ class NetfilterService(Service):
                 try:
                     await nft.run([delete_rule(chain, handle) for chain, handle in found], f"delete {cls.kind} {id}")
                 except KernelError as exc:  # a rule vanished since the listing: list again, once
-                    if not exc.data or exc.data["errno"] != errno.ENOENT:
+                    if errno_of(exc) != errno.ENOENT:
                         raise
                     found = await self._find(cls, id)
                     if found:

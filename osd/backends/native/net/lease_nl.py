@@ -76,11 +76,9 @@ class LeaseKernel:
     # ------------------------------------------------------------ DHCPv4 leases
     async def present(self, index: int, lease: LeaseInfo) -> tuple[bool, list[Route]]:
         """(the lease's address is on the interface, the lease's routes that are in place)."""
-        has_addr = any(addr.get("IFA_LOCAL") == lease.address and addr["prefixlen"] == lease.prefixlen
-                       for addr in await self.kernel.dump("dump addresses", "addr", index=index,
-                                                          family=socket.AF_INET))
         installed = await self._installed(index) if lease.routes else {}
-        return has_addr, [route for route in lease.routes if installed.get(route[0], "") == route[1]]
+        return await self._has_address(index, lease), [route for route in lease.routes
+                                                       if installed.get(route[0], "") == route[1]]
 
     async def apply(self, index: int, lease: LeaseInfo, previous: LeaseInfo | None) -> bool:
         """Put ``lease`` on the interface, then remove what ``previous`` had that it lacks.
@@ -90,7 +88,7 @@ class LeaseKernel:
         call did is undone: routes it replaced are put back, routes and an address it added
         are removed; then the error is raised. Idempotent.
         """
-        had_addr, _ = await self.present(index, lease)
+        had_addr = await self._has_address(index, lease)
         before = await self._installed(index)
         network = ipaddress.ip_network(f"{lease.address}/{lease.prefixlen}", strict=False)
         extra = {"broadcast": str(network.broadcast_address)} if lease.prefixlen <= 30 else {}
@@ -124,6 +122,10 @@ class LeaseKernel:
         for route in sorted(lease.routes, key=lambda route: route[1] is None):  # gateways first
             await self._del_route(index, route)
         await self._del_addr(index, lease.address, lease.prefixlen)
+
+    async def _has_address(self, index: int, lease: LeaseInfo) -> bool:
+        return any(addr.get("IFA_LOCAL") == lease.address and addr["prefixlen"] == lease.prefixlen
+                   for addr in await self.kernel.dump("dump addresses", "addr", index=index, family=socket.AF_INET))
 
     async def _installed(self, index: int) -> dict[str, str | None]:
         """destination -> gateway (None: on-link) of the routes with osd's DHCP metric on the

@@ -61,7 +61,7 @@ _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big endian; 0 here
 _BE32 = struct.Struct(">I")
 
 
-def errno_of(text: str) -> int:
+def errno_from_text(text: str) -> int:
     """The errno named in a libnftables error text, EINVAL when it names none.
 
     The text looks like "Error: Could not process rule: No such file or directory" or
@@ -131,7 +131,7 @@ class Nft:
             self._text_ctx.set_terse_output(True)
         rc, output, error = self._text_ctx.cmd(command)
         if rc != 0:
-            raise KernelError(errno_of(error), op, error.strip())
+            raise KernelError(errno_from_text(error), op, error.strip())
         return str(output)
 
     def _run(self, commands: list[Command], op: str) -> list[dict[str, Any]]:
@@ -141,7 +141,7 @@ class Nft:
         rc, output, error = self._ctx.cmd(json.dumps({"nftables": commands}))
         if rc != 0:
             detail = error.strip()
-            raise KernelError(errno_of(detail), op, detail)
+            raise KernelError(errno_from_text(detail), op, detail)
         return json.loads(output)["nftables"] if output else []
 
     def _socket(self) -> NetlinkSocket:

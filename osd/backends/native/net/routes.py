@@ -18,7 +18,6 @@ implements = Implementations()
 TABLES = {"main": 254, "local": 255, "default": 253}
 FAMILY_NUMBERS = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
-RTN_UNICAST = 1
 # The kernel gives an IPv6 route metric 1024 when none is asked for, an IPv4 route 0.
 DEFAULT_METRIC = {"inet": 0, "inet6": 1024}
 

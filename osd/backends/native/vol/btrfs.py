@@ -14,7 +14,6 @@ from .context import VolContext
 
 implements = Implementations()
 SUBVOLUME_INODE = 256  # every subvolume root (the top level too) has this inode number
-TOP_LEVEL = 5
 
 
 class BtrfsPath:
