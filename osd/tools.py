@@ -12,6 +12,7 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Container, Mapping, Sequence
+from typing import Any
 
 from .errors import KernelError, NotSupported, Timeout, ToolFailed
 
@@ -52,21 +53,8 @@ async def run(
 ) -> Result:
     """Run ``argv`` to completion; raises NotSupported, ToolFailed, KernelError (the program could
     not be executed, e.g. EACCES) or Timeout."""
-    if not argv:
-        raise ValueError("empty argv")
-    path = require(argv[0])
-    full_env = {"PATH": SEARCH_PATH, "LC_ALL": "C", "LANG": "C", **(env or {})}
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            path, *argv[1:],
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=full_env,
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        raise NotSupported(f"{argv[0]} is not installed") from exc
-    except OSError as exc:
-        raise KernelError(exc.errno or 0, f"exec {path}") from exc
+    proc = await _spawn(argv, env, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), deadline_s)
     except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
@@ -91,15 +79,24 @@ async def start(
 
     Same environment rules as ``run`` (PATH, LC_ALL=C, plus ``env``). The caller owns the
     process: it stops it (terminate, kill) and waits for it. Raises NotSupported when the
-    program is missing. Its own session keeps a terminal's Ctrl-C away from it, so the
+    program is missing, KernelError when it cannot be executed. Its own session keeps a terminal's Ctrl-C away from it, so the
     caller decides the order of shutdown.
     """
+    with open(log, "ab") as out:
+        return await _spawn(argv, env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+
+
+async def _spawn(argv: Sequence[str], env: Mapping[str, str] | None, **streams: Any) -> asyncio.subprocess.Process:
+    """Start ``argv`` in its own session with the environment rules of ``run``; raises
+    NotSupported (missing, or gone since the lookup), KernelError (cannot be executed)."""
     if not argv:
         raise ValueError("empty argv")
     path = require(argv[0])
     full_env = {"PATH": SEARCH_PATH, "LC_ALL": "C", "LANG": "C", **(env or {})}
-    with open(log, "ab") as out:
-        return await asyncio.create_subprocess_exec(
-            path, *argv[1:], stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=full_env,
-            start_new_session=True,
-        )
+    try:
+        return await asyncio.create_subprocess_exec(path, *argv[1:], env=full_env, start_new_session=True,
+                                                    **streams)
+    except FileNotFoundError as exc:
+        raise NotSupported(f"{argv[0]} is not installed") from exc
+    except OSError as exc:
+        raise KernelError(exc.errno or 0, f"exec {path}") from exc

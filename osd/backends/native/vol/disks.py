@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .... import tools
-from ....errors import Conflict, InvalidParams
+from ....errors import Conflict, InvalidParams, NotSupported
 from ....methods import vol
 from ..impl import Implementations, Service
 from . import blockdev, filesystems, md, mdraid, partitions, probe, topology
@@ -90,12 +91,12 @@ class DiskService(Service):
         missing: dict[str, str | None] = {"btrfs": None, "md": None}
         if not filesystems.kernel_supports("btrfs"):
             missing["btrfs"] = "kernel has no btrfs support"
-        elif tools.which("mkfs.btrfs") is None:
-            missing["btrfs"] = "mkfs.btrfs is not installed (Debian package btrfs-progs)"
+        else:
+            missing["btrfs"] = _missing(lambda: filesystems.check_maker("btrfs"))
         if await mdraid.mdstat_text() is None:
             missing["md"] = md.NO_MD
-        elif tools.which("mdadm") is None:
-            missing["md"] = "mdadm is not installed (Debian package mdadm)"
+        else:
+            missing["md"] = _missing(lambda: tools.require("mdadm", "mdadm"))
         return topology.feasible(candidates, missing)
 
     def _whole_disk(self, st: Storage, path: str) -> str:
@@ -124,12 +125,12 @@ class DiskService(Service):
                 raise Conflict("block device", disk, f"holds {p.what}; partitioning would destroy it")
             if p.pt_type not in (None, "gpt"):
                 raise Conflict("block device", disk, f"has a {p.pt_type} partition table; only GPT is handled")
-            dev = st.devices[name]
-            table = await partitions.read_table(dev.path, p.pt_type, dev.size_bytes, dev.logical_sector)
             if label is not None:
                 same = self._labelled(st, name, label, size_bytes, type)
                 if same is not None:
                     return {"changed": False, **same}
+            dev = st.devices[name]
+            table = await partitions.read_table(dev.path, p.pt_type, dev.size_bytes, dev.logical_sector)
             start, size = partitions.choose_extent(table, size_bytes)
             made = await partitions.add(name, table, start, size, type, label)
         return {"changed": True, **made}
@@ -175,6 +176,15 @@ class DiskService(Service):
                 await tools.run(["partx", "-d", path], deadline_s=30, ok=range(256))
             uuid = (await probe.blkid([path])).get(path)
         return {"changed": True, "device": device, "fs_type": fs_type, "uuid": uuid.fs_uuid if uuid else None}
+
+
+def _missing(check: Callable[[], object]) -> str | None:
+    """The reason a tool check gives (NotSupported), None when it passes."""
+    try:
+        check()
+    except NotSupported as exc:
+        return exc.message
+    return None
 
 
 def _require_disk(st: Storage, name: str, path: str) -> None:
