@@ -112,6 +112,25 @@ def _port_range(value: object) -> bool:
     return True
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    """JSON Schema's pattern with ECMA-262's ``$``, which matches only at the very end; in
+    Python it also matches before a final newline, so "br0\\n" passed an anchored pattern."""
+    if not validator.is_type(instance, "string"):
+        return
+    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
+    if re.search(anchored, instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Params are checked with Draft 7, two points stricter than Python's jsonschema reads it:
+# ``$`` as above, and an integer is a JSON number without a fraction (80.0 is not a port:
+# the backends would get a float).
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator, validators={"pattern": _pattern},
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
 def _pick(errors: Iterable[jsonschema.ValidationError]) -> jsonschema.ValidationError | None:
     """The error to report: a problem with one param before a cross-param rule (root anyOf)."""
     errors = list(errors)
@@ -161,7 +180,7 @@ class Registry:
             if spec.name in self._specs:
                 raise ValueError(f"method {spec.name} declared twice")
             self._specs[spec.name] = spec
-        self._validators: dict[str, jsonschema.Draft7Validator] = {}
+        self._validators: dict[str, Any] = {}
 
     def __iter__(self) -> Iterator[MethodSpec]:
         return iter(self._specs.values())
@@ -200,7 +219,7 @@ class Registry:
             return params
         validator = self._validators.get(spec.name)
         if validator is None:
-            validator = jsonschema.Draft7Validator(dict(spec.params), format_checker=FORMATS)
+            validator = Validator(dict(spec.params), format_checker=FORMATS)
             self._validators[spec.name] = validator
         error = _pick(validator.iter_errors(params))
         if error is not None:

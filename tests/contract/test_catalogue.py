@@ -65,6 +65,23 @@ def test_params_have_real_types_and_are_enforced(spec) -> None:  # noqa: ANN001
     assert err.value.data["path"] in ("/not_a_param", f"/{spec.required[0]}" if spec.required else "")
 
 
+@pytest.mark.parametrize("method, params, path", [
+    ("net.bridge.add", {"name": "br0\n"}, "/name"),  # Python's $ also matches before a final newline
+    ("net.firewall.add_rule", {"port": "80-81\n", "proto": "tcp"}, "/port"),
+    ("net.vm.create_tap", {"name": "tap0", "bridge": "br0", "mac": "02:00:00:00:00:01\n"}, "/mac"),
+    ("vol.md_detail", {"device": "/dev/md0\n"}, "/device"),
+    ("net.firewall.add_rule", {"port": 80.0, "proto": "tcp"}, "/port"),  # a backend would get a float
+    ("net.routes.add", {"dst": "10.0.0.0/8", "dev": "eth0", "metric": 100.0}, "/metric"),
+])
+def test_anchors_and_integers_are_strict(method: str, params: dict[str, Any], path: str) -> None:
+    with pytest.raises(InvalidParams) as err:
+        REGISTRY.validate(REGISTRY.get(method), params)
+    assert err.value.data["path"] == path
+    fixed = {k: (v.rstrip("\n") if isinstance(v, str) else int(v) if isinstance(v, float) else v)
+             for k, v in params.items()}
+    assert REGISTRY.validate(REGISTRY.get(method), fixed) == fixed
+
+
 def test_rpc_discover_is_valid_openrpc_with_rights_and_tiers() -> None:
     doc = json.loads(json.dumps(REGISTRY.openrpc()))
     assert _validator().errors(doc) == []
