@@ -53,8 +53,8 @@ async def run(
 ) -> Result:
     """Run ``argv`` to completion; raises NotSupported, ToolFailed, KernelError (the program could
     not be executed, e.g. EACCES) or Timeout."""
-    proc = await _spawn(argv, env, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdin = asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL
+    proc = await _spawn(argv, env, stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), deadline_s)
     except (asyncio.TimeoutError, asyncio.CancelledError) as exc:

@@ -23,6 +23,10 @@ from support.looplab import LoopLab, MIB, VOL_DAEMON, blkid, config_file, findmn
 
 pytestmark = pytest.mark.root
 
+# [vol] label_prefix of this module's daemon: per run, because list_filesystems and the
+# default of list_subvolumes look across the machine, where other runs make filesystems too.
+PREFIX = f"T{secrets.token_hex(3).upper()}"  # upper case: it labels a vfat too
+
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[LoopLab]:
@@ -37,7 +41,7 @@ def disks(lab: LoopLab) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def daemon(lab: LoopLab, disks: dict[str, str]) -> Iterator[Daemon]:
-    with Daemon(VOL_DAEMON, config_file(lab)) as d:
+    with Daemon(VOL_DAEMON, config_file(lab, label_prefix=PREFIX)) as d:
         yield d
 
 
@@ -58,10 +62,11 @@ def test_node_path_btrfs(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) ->
     again = daemon.call("vol.create_partition", {"disk": disk, "size_bytes": 250 * MIB, "label": "osd-data"})
     assert again == {**part, "changed": False}
 
-    # ---- btrfs with a MOS label
-    made = daemon.call("vol.create_filesystem", {"device": part["path"], "fs_type": "btrfs", "label": "MOSDATA"})
+    # ---- btrfs with the node's label (prefix + DATA)
+    made = daemon.call("vol.create_filesystem", {"device": part["path"], "fs_type": "btrfs", "label": f"{PREFIX}DATA"})
     tags = blkid(part["path"])
-    assert made["changed"] and tags["TYPE"] == "btrfs" and tags["LABEL"] == "MOSDATA" and made["uuid"] == tags["UUID"]
+    assert made["changed"] and tags["TYPE"] == "btrfs" and tags["LABEL"] == f"{PREFIX}DATA"
+    assert made["uuid"] == tags["UUID"]
     assert daemon.call("vol.create_filesystem", {"device": part["path"], "fs_type": "btrfs"})["changed"] is False
     listed = {p["path"]: p for p in daemon.call("vol.list_partitions", {"disk": disk})}
     assert listed[part["path"]]["fs_type"] == "btrfs" and listed[part["path"]]["fs_uuid"] == tags["UUID"]
@@ -77,7 +82,7 @@ def test_node_path_btrfs(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) ->
     assert daemon.call("vol.mount", {"source": part["path"], "target": mnt})["changed"] is True
     assert daemon.call("vol.mount", {"source": part["path"], "target": mnt})["changed"] is False
     fs = [f for f in daemon.call("vol.list_filesystems") if f["uuid"] == tags["UUID"]]
-    assert fs and fs[0]["mount_points"] == [mnt] and fs[0]["label"] == "MOSDATA"
+    assert fs and fs[0]["mount_points"] == [mnt] and fs[0]["label"] == f"{PREFIX}DATA"
     assert {d["path"]: d["in_use"] for d in daemon.call("vol.list_disks")}[disk] is True
 
     # ---- subvolumes, and a read-only snapshot of one
@@ -96,7 +101,7 @@ def test_node_path_btrfs(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) ->
         open(f"{mnt}/vm1-snap/new", "wb")
     assert denied.value.errno == errno.EROFS
     tool_list = run(["btrfs", "subvolume", "list", mnt]).stdout
-    subs = {s["path"]: s for s in daemon.call("vol.list_subvolumes")}  # default: the MOSDATA filesystem
+    subs = {s["path"]: s for s in daemon.call("vol.list_subvolumes")}  # default: the {PREFIX}DATA filesystem
     assert set(subs) == {f"{mnt}/vm1", f"{mnt}/vm2", f"{mnt}/vm1-snap"}
     assert all(f"path {os.path.basename(p)}" in tool_list for p in subs)
     assert subs[f"{mnt}/vm1-snap"]["readonly"] and not subs[f"{mnt}/vm1"]["readonly"]
@@ -185,7 +190,7 @@ def _wait(daemon: Daemon, method: str, path: str, timeout: float = 60) -> dict[s
 def test_defrag_joins_a_fragmented_file(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) -> None:
     disk = disks["small"]
     part = daemon.call("vol.create_partition", {"disk": disk, "size_bytes": 150 * MIB})
-    daemon.call("vol.create_filesystem", {"device": part["path"], "fs_type": "btrfs", "label": "MOSfrag"})
+    daemon.call("vol.create_filesystem", {"device": part["path"], "fs_type": "btrfs", "label": f"{PREFIX}frag"})
     mnt = lab.mountpoint("frag")
     daemon.call("vol.mount", {"source": part["path"], "target": mnt, "persist": False})
     path = f"{mnt}/fragmented"
@@ -227,7 +232,7 @@ def test_ext4_swap_and_free_space(daemon: Daemon, lab: LoopLab, disks: dict[str,
     made = daemon.call("vol.create_filesystem", {"device": ext["path"], "fs_type": "ext4", "label": label})
     assert blkid(ext["path"])["TYPE"] == "ext4" and blkid(ext["path"])["LABEL"] == label
     assert made["uuid"] == blkid(ext["path"])["UUID"]
-    sw = daemon.call("vol.create_filesystem", {"device": swap["path"], "fs_type": "swap", "label": "MOSswap"})
+    sw = daemon.call("vol.create_filesystem", {"device": swap["path"], "fs_type": "swap", "label": f"{PREFIX}swap"})
     assert blkid(swap["path"])["TYPE"] == "swap" and sw["uuid"] == blkid(swap["path"])["UUID"]
     assert blkid(swap["path"])["PART_ENTRY_TYPE"] == "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"
 
@@ -253,10 +258,10 @@ def test_partition_with_an_sgdisk_type_code(daemon: Daemon, disks: dict[str, str
 
 def test_btrfs_raid1_over_two_loop_devices(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) -> None:
     pair = [disks["r1"], disks["r2"]]
-    made = daemon.call("vol.create_btrfs_raid", {"devices": pair, "label": "MOSRAID"})
+    made = daemon.call("vol.create_btrfs_raid", {"devices": pair, "label": f"{PREFIX}RAID"})
     assert made["changed"] and made["devices"] == pair
-    assert {blkid(d)["UUID"] for d in pair} == {made["uuid"]} and blkid(pair[0])["LABEL"] == "MOSRAID"
-    assert daemon.call("vol.create_btrfs_raid", {"devices": pair, "label": "MOSRAID"})["changed"] is False
+    assert {blkid(d)["UUID"] for d in pair} == {made["uuid"]} and blkid(pair[0])["LABEL"] == f"{PREFIX}RAID"
+    assert daemon.call("vol.create_btrfs_raid", {"devices": pair, "label": f"{PREFIX}RAID"})["changed"] is False
     mnt = lab.mountpoint("raid")
     daemon.call("vol.mount", {"source": f"UUID={made['uuid']}", "target": mnt, "persist": False})
     df = daemon.call("vol.fs_df", {"path": mnt})
@@ -277,8 +282,8 @@ def test_btrfs_raid1_over_two_loop_devices(daemon: Daemon, lab: LoopLab, disks: 
 
 def test_vfat_mount_answers_not_supported_here(daemon: Daemon, lab: LoopLab, disks: dict[str, str]) -> None:
     part = daemon.call("vol.create_partition", {"disk": disks["small"], "size_bytes": 2 * MIB, "type": "efi"})
-    daemon.call("vol.create_filesystem", {"device": part["path"], "fs_type": "vfat", "label": "MOSEFI"})
-    assert blkid(part["path"])["TYPE"] == "vfat" and blkid(part["path"])["LABEL"] == "MOSEFI"
+    daemon.call("vol.create_filesystem", {"device": part["path"], "fs_type": "vfat", "label": f"{PREFIX}EFI"})
+    assert blkid(part["path"])["TYPE"] == "vfat" and blkid(part["path"])["LABEL"] == f"{PREFIX}EFI"
     mnt = lab.mountpoint("efi")
     if "vfat" in open("/proc/filesystems").read():
         pytest.skip("this kernel has vfat; the VM lab covers the positive case")
