@@ -16,6 +16,7 @@ import pytest
 from osd.xtest.engine import Scenarios, Trial
 from osd.xtest.runner import Options, main
 from support.daemon import Daemon
+from support.lines import read_until
 from support.profiles import base, only, write
 
 OSD = [sys.executable, "-m", "osd"]
@@ -148,10 +149,7 @@ def test_ctrl_c_undoes_the_scenario_writes_the_report_and_exits_130(daemon: Daem
                                     socket=daemon.socket, report=str(report))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if "STARTED" in line:
-                break
+        read_until(proc, "STARTED", timeout=30)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
     finally:

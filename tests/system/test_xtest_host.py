@@ -21,6 +21,7 @@ import pytest
 
 from osd.xtest.lab import collect_orphans
 from osd.xtest.record import RECORDS
+from support.lines import read_until
 
 pytestmark = pytest.mark.root
 
@@ -66,10 +67,7 @@ def test_ctrl_c_tears_the_lab_down(tmp_path: Path) -> None:
     proc = subprocess.Popen([*OSD, "xtest", "--spawn", "--profile", "host", "--report", str(report)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if "[3/" in line:  # the lab is built and scenarios are running
-                break
+        read_until(proc, "[3/")  # the lab is built and scenarios are running
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -84,12 +82,9 @@ def test_the_lab_of_a_killed_runner_is_collected_by_the_next_run(tmp_path: Path)
     proc = subprocess.Popen([*OSD, "xtest", "--spawn", "--profile", "host", "--report", str(tmp_path / "r.json")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if "building the lab in" in line:
-                rundir = line.split("building the lab in ")[1].split()[0]
-            if "[3/" in line:
-                break
+        lines = read_until(proc, "[3/")
+        rundir = next(line.split("building the lab in ")[1].split()[0] for line in lines
+                      if "building the lab in" in line)
         record = RECORDS / f"{Path(rundir).name}.json"
         lab = json.loads(record.read_text())
         proc.send_signal(signal.SIGKILL)  # no teardown, no report
