@@ -29,6 +29,7 @@ from typing import Any
 from pathlib import Path
 
 from .. import tools
+from ..backends.native.vol.mountinfo import read_mounts
 from ..errors import OsdError
 from .engine import Stop
 from .record import LabRecord, claimed, orphans
@@ -302,8 +303,7 @@ class Lab:
     def remove_rundir(self) -> str | None:
         """Delete the run directory unless something is still mounted inside it; the problem, if any."""
         root = str(self.rundir)
-        with open("/proc/self/mountinfo") as f:
-            mounted = [line.split()[4] for line in f if line.split()[4].startswith(root + "/")]
+        mounted = [m.target for m in read_mounts() if m.target.startswith(root + "/")]
         if mounted:
             return f"kept {root}: {mounted[0]} is still mounted"
         shutil.rmtree(root, ignore_errors=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from support.daemon import REAL_DAEMON, Daemon
+from support.daemon import Daemon
 from support.netlab import NetLab, Netns
 
 pytestmark = pytest.mark.root
@@ -23,12 +23,6 @@ def ns() -> Iterator[Netns]:
         ns.ip("addr", "add", "192.0.2.1/24", "dev", "rt-a")
         ns.ip("addr", "add", "2001:db8:1::1/64", "dev", "rt-a", "nodad")
         yield ns
-
-
-@pytest.fixture
-def daemon(ns: Netns) -> Iterator[Daemon]:
-    with Daemon(REAL_DAEMON, netns=ns.name) as d:
-        yield d
 
 
 def table(ns: Netns, number: int, family: str = "-4") -> list[dict[str, Any]]:
