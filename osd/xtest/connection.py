@@ -53,7 +53,9 @@ class Connection:
             reply = json.loads(body)
         except ValueError as exc:
             raise Unreachable(f"{self.socket_path}: reply is not JSON: {body[:200]!r}") from exc
-        if not isinstance(reply, dict) or reply.get("id") != request["id"]:
+        # id null is a valid answer to a request the daemon could not read (-32600, -32700)
+        if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0" \
+                or reply.get("id") not in ((request["id"], None) if "error" in reply else (request["id"],)):
             raise Unreachable(f"{self.socket_path}: not a reply to request {request['id']}: {reply!r:.200}")
         if "error" in reply:
             raise RpcError(reply["error"])

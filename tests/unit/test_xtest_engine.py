@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,27 @@ def test_scratch_names_and_disks(tmp_path: Path) -> None:
 
     status, _, _ = run(prof, Daemon({}), body)
     assert status.startswith("stopped: needs 2 scratch disks, the lab has 1")
+
+
+def test_connection_takes_an_error_with_id_null_as_an_error_not_an_unreachable_daemon(tmp_path: Path) -> None:
+    from osd.client import RpcError
+    from osd.xtest.connection import Connection
+    from support.scripted import ScriptedServer, reply
+
+    answers = {1: {"jsonrpc": "2.0", "error": {"code": -32600, "message": "invalid request"}, "id": None},
+               2: {"jsonrpc": "2.0", "result": 1, "id": 99},  # a result for another request
+               3: {"result": 1, "id": 3}}  # not JSON-RPC 2.0
+
+    async def scenario() -> list[str]:
+        seen = []
+        path = str(tmp_path / "s.sock")
+        async with ScriptedServer(path, lambda conn, n, body: reply(answers[json.loads(body)["id"]])):
+            async with Connection(path) as conn:
+                for _ in answers:
+                    try:
+                        await conn.call("rpc.health", {})
+                    except (RpcError, Unreachable) as exc:
+                        seen.append(type(exc).__name__)
+        return seen
+
+    assert asyncio.run(scenario()) == ["RpcError", "Unreachable", "Unreachable"]
